@@ -1,0 +1,1 @@
+"""The search engine: index extraction on write, parsing and execution on read."""

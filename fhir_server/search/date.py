@@ -1,0 +1,107 @@
+"""Date parameters: values as [low, high) ranges by precision, all nine prefixes (R4 search.html#date).
+
+S is the search range, T the stored (target) range; both half-open in epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, and_, func, not_, or_
+
+from ..storage.schema import idx_date
+from .paths import Node
+from .types import IndexRow, SearchContext
+from .values import MAX_MS, MIN_MS, DateRange, parse_date_range, split_prefix
+
+__all__ = ["DateType", "date_matches", "stored_ranges"]
+
+
+def stored_ranges(node: Node, default_tz: Any = None) -> list[DateRange]:
+    """The ranges a stored date, dateTime, instant, Period or Timing covers."""
+    value = node.value
+    kwargs = {} if default_tz is None else {"default_tz": default_tz}
+    try:
+        if isinstance(value, str):
+            return [parse_date_range(value, **kwargs)]
+        if isinstance(value, dict):
+            if "start" in value or "end" in value:  # Period: an absent end is open
+                low = parse_date_range(value["start"], **kwargs).low if value.get("start") else MIN_MS
+                high = parse_date_range(value["end"], **kwargs).high if value.get("end") else MAX_MS
+                return [DateRange(low, max(low, high))]
+            events = value.get("event")
+            if isinstance(events, list) and events:  # Timing
+                ranges = [parse_date_range(e, **kwargs) for e in events if isinstance(e, str)]
+                return [DateRange(min(r.low for r in ranges), max(r.high for r in ranges))] if ranges else []
+            bounds = (value.get("repeat") or {}).get("boundsPeriod") if isinstance(value.get("repeat"), dict) else None
+            if isinstance(bounds, dict):
+                return stored_ranges(Node(bounds), default_tz)
+    except Exception:
+        return []  # a value the validator let through that is not a date: not searchable by date
+    return []
+
+
+def date_matches(prefix: str, s: DateRange, t: DateRange, now_ms: int | None = None) -> bool:
+    """The reference semantics of the prefixes, in Python; the SQL clause below must agree with it."""
+    contains = s.low <= t.low and t.high <= s.high
+    if prefix == "eq":
+        return contains
+    if prefix == "ne":
+        return not contains
+    if prefix == "gt":
+        return t.high > s.high
+    if prefix == "lt":
+        return t.low < s.low
+    if prefix == "ge":
+        return t.high > s.high or contains
+    if prefix == "le":
+        return t.low < s.low or contains
+    if prefix == "sa":
+        return t.low >= s.high
+    if prefix == "eb":
+        return t.high <= s.low
+    low, high = _approximate(s, now_ms)
+    return t.low < high and t.high > low
+
+
+def _approximate(s: DateRange, now_ms: int | None) -> tuple[int, int]:
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    slack = abs(now - s.low) // 10  # 10% of the gap between now and the date (R4 search.html#prefix)
+    return s.low - slack, s.high + slack
+
+
+class DateType:
+    name = "date"
+    table = idx_date
+    modifiers = frozenset({"missing"})
+
+    def extract(self, nodes: list[Node]) -> list[IndexRow]:
+        return [{"low": r.low, "high": r.high} for node in nodes for r in stored_ranges(node)]
+
+    def clause(self, value: str, modifier: str | None, ctx: SearchContext) -> ColumnElement[bool]:
+        prefix, text = split_prefix(value)
+        s = parse_date_range(text, default_tz=ctx.default_tz)
+        low, high = self.table.c.low, self.table.c.high
+        contains = and_(low >= s.low, high <= s.high)
+        if prefix == "eq":
+            return contains
+        if prefix == "ne":
+            return not_(contains)
+        if prefix == "gt":
+            return high > s.high
+        if prefix == "lt":
+            return low < s.low
+        if prefix == "ge":
+            return or_(high > s.high, contains)
+        if prefix == "le":
+            return or_(low < s.low, contains)
+        if prefix == "sa":
+            return low >= s.high
+        if prefix == "eb":
+            return high <= s.low
+        a_low, a_high = _approximate(s, ctx.now_ms)
+        return and_(low < a_high, high > a_low)
+
+    def sort_key(self, table: Table, descending: bool) -> Any:
+        return func.max(table.c.high) if descending else func.min(table.c.low)

@@ -1,0 +1,300 @@
+"""Compile a ``SearchRequest`` to SQL and run it: filters as (session, id) IN index subqueries, the
+session overlay as one anti-join, sort keys as correlated aggregates, count+1 rows to know if there is a next
+page, then the ``_include``/``_revinclude`` resources for that page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    exists,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    tuple_,
+)
+from sqlalchemy.sql.util import ClauseAdapter
+
+from ..searchparams import SearchParamRegistry
+from ..storage.schema import BASE_SESSION, idx_reference, resources
+from .kinds import PARAM_TYPES
+from .request import Filter, HasFilter, Include, SearchRequest
+from .types import SearchContext
+
+__all__ = ["Found", "SearchResult", "execute_search", "fetch_current", "patient_hint", "sessions_of", "visible"]
+
+_INCLUDE_DEPTH = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    type: str
+    id: str
+    content: bytes
+
+
+@dataclass
+class SearchResult:
+    total: int | None
+    matches: list[Found]
+    included: list[Found] = field(default_factory=list)
+    has_next: bool = False
+
+
+def sessions_of(session: str) -> list[str]:
+    return [BASE_SESSION] if session == BASE_SESSION else [BASE_SESSION, session]
+
+
+def visible(resource_type: str | None, session: str, table: Any = resources) -> ColumnElement[bool]:
+    """Rows of ``table`` (an alias of resources) that ``session`` sees: its own, else the base's."""
+    r = table.c
+    condition = and_(r.session.in_(sessions_of(session)), r.deleted == false())
+    if resource_type is not None:
+        condition = and_(r.type == resource_type, condition)
+    if session != BASE_SESSION:
+        own = resources.alias("own")
+        shadowed = exists(select(own.c.id).where(own.c.type == r.type, own.c.session == session, own.c.id == r.id))
+        condition = and_(condition, or_(r.session == session, not_(shadowed)))
+    return condition
+
+
+class _Compiler:
+    def __init__(self, registry: SearchParamRegistry, session: str, ctx: SearchContext):
+        self.registry = registry
+        self.session = session
+        self.ctx = ctx
+
+    def matching(self, resource_type: str, request: SearchRequest | None, patient: str | None) -> Select[Any]:
+        """SELECT session, id of the visible resources of ``resource_type`` that match ``request``."""
+        r = resources.alias("r")
+        return select(r.c.session, r.c.id).where(self.where(r, resource_type, request, patient))
+
+    def where(self, r: Any, resource_type: str, request: SearchRequest | None, patient: str | None) -> Any:
+        conditions: list[Any] = [visible(resource_type, self.session, r)]
+        if request is not None:
+            for ids in request.ids:
+                conditions.append(r.c.id.in_(ids))
+            for f in request.filters:
+                conditions.append(self.filter(r, resource_type, f, patient))
+            for h in request.has:
+                conditions.append(self.has(r, resource_type, h))
+            if request.compartment_patient is not None:
+                conditions.append(self.compartment(r, resource_type, request.compartment_patient))
+        return and_(*conditions)
+
+    def index_rows(self, resource_type: str, f: Filter, patient: str | None, values: bool = True) -> Select[Any]:
+        kind = PARAM_TYPES[f.param.type]
+        t = kind.table.alias()
+        conditions = [t.c.type == resource_type, t.c.param == f.param.code, t.c.session.in_(sessions_of(self.session))]
+        if patient is not None:
+            conditions.append(t.c.patient == patient)
+        if values:
+            ctx = SearchContext(self.ctx.base_url, self.ctx.default_tz, f.param.targets, self.ctx.now_ms)
+            modifier = None if f.modifier == "not" else f.modifier
+            clauses = [_on(kind.clause(v, modifier, ctx), kind.table, t) for v in f.values]
+            conditions.append(or_(*clauses))
+        return select(t.c.session, t.c.id).where(*conditions)
+
+    def filter(self, r: Any, resource_type: str, f: Filter, patient: str | None) -> ColumnElement[bool]:
+        key = tuple_(r.c.session, r.c.id)
+        if f.chained is not None:
+            return key.in_(self.chain(resource_type, f, patient))
+        if f.modifier == "missing":
+            present = key.in_(self.index_rows(resource_type, f, patient, values=False))
+            return not_(present) if f.values == ["true"] else present
+        if f.modifier == "not":
+            return not_(key.in_(self.index_rows(resource_type, f, patient)))
+        return key.in_(self.index_rows(resource_type, f, patient))
+
+    def chain(self, resource_type: str, f: Filter, patient: str | None) -> Select[Any]:
+        assert f.chained is not None
+        ref = idx_reference.alias()
+        targets = []
+        for target_type in f.chain_types:
+            target_param = self.registry.get(target_type, f.chained.param.code)
+            if target_param is None:
+                continue
+            inner = Filter(target_param, f.chained.modifier, f.chained.values)
+            r2 = resources.alias()
+            matched = select(r2.c.type, r2.c.id).where(self.where(r2, target_type, _only(inner), None))
+            targets.append(tuple_(ref.c.target_type, ref.c.target_id).in_(matched))
+        conditions = [
+            ref.c.type == resource_type,
+            ref.c.param == f.param.code,
+            ref.c.session.in_(sessions_of(self.session)),
+            ref.c.url.is_(None),
+            or_(false(), *targets),
+        ]
+        if patient is not None:
+            conditions.append(ref.c.patient == patient)
+        return select(ref.c.session, ref.c.id).where(*conditions)
+
+    def has(self, r: Any, resource_type: str, h: HasFilter) -> ColumnElement[bool]:
+        ref = idx_reference.alias()
+        r2 = resources.alias()
+        sources = select(r2.c.session, r2.c.id).where(self.where(r2, h.source_type, _only(h.inner), None))
+        referenced = select(ref.c.target_id).where(
+            ref.c.type == h.source_type,
+            ref.c.param == h.reference.code,
+            ref.c.session.in_(sessions_of(self.session)),
+            ref.c.target_type == resource_type,
+            ref.c.url.is_(None),
+            tuple_(ref.c.session, ref.c.id).in_(sources),
+        )
+        return r.c.id.in_(referenced)
+
+    def compartment(self, r: Any, resource_type: str, patient_id: str) -> ColumnElement[bool]:
+        if resource_type == "Patient":
+            return r.c.id == patient_id
+        params = self.registry.compartment.get(resource_type, ())
+        if not params:
+            return false()
+        ref = idx_reference.alias()
+        members = select(ref.c.session, ref.c.id).where(
+            ref.c.patient == patient_id,
+            ref.c.type == resource_type,
+            ref.c.param.in_(params),
+            ref.c.target_type == "Patient",
+            ref.c.target_id == patient_id,
+            ref.c.url.is_(None),
+            ref.c.session.in_(sessions_of(self.session)),
+        )
+        return tuple_(r.c.session, r.c.id).in_(members)
+
+    def order_by(self, r: Any, request: SearchRequest) -> list[Any]:
+        keys: list[Any] = []
+        for key in request.sort:
+            if key.code == "_id":
+                column: Any = r.c.id
+            elif key.code == "_lastUpdated":
+                column = r.c.last_updated
+            else:
+                assert key.param is not None
+                kind = PARAM_TYPES[key.param.type]
+                t = kind.table.alias()
+                column = (
+                    select(kind.sort_key(t, key.descending))
+                    .where(t.c.session == r.c.session, t.c.type == r.c.type, t.c.id == r.c.id, t.c.param == key.code)
+                    .scalar_subquery()
+                )
+            keys.append(column.desc().nulls_last() if key.descending else column.asc().nulls_last())
+        keys.append(r.c.id)
+        return keys
+
+
+def _on(clause: ColumnElement[bool], table: Any, alias: Any) -> ColumnElement[bool]:
+    """Re-target a clause built on an index table's columns to an alias of that table."""
+    return ClauseAdapter(alias).traverse(clause)  # type: ignore[no-any-return]
+
+
+def _only(f: Filter) -> SearchRequest:
+    return SearchRequest(resource_type=f.param.resource_type, filters=[f])
+
+
+def patient_hint(request: SearchRequest, registry: SearchParamRegistry) -> str | None:
+    """The one patient every match must belong to, when the request says so; it narrows every index lookup."""
+    if request.compartment_patient is not None:
+        return request.compartment_patient
+    compartment_params = registry.compartment.get(request.resource_type, ())
+    if request.resource_type == "Patient":
+        return None
+    for f in request.filters:
+        if f.param.type != "reference" or f.modifier not in (None, "Patient") or f.chained or len(f.values) != 1:
+            continue
+        if f.param.code not in compartment_params:
+            continue
+        value = f.values[0]
+        if value.startswith("Patient/") and value.count("/") == 1:
+            return value.split("/", 1)[1]
+        if "/" not in value and ":" not in value and (f.modifier == "Patient" or f.param.targets == ("Patient",)):
+            return value
+    return None
+
+
+def execute_search(
+    conn: Connection, registry: SearchParamRegistry, request: SearchRequest, session: str, ctx: SearchContext
+) -> SearchResult:
+    """Run ``request`` in ``session``: the page of matches, the total if asked, and the included resources."""
+    compiler = _Compiler(registry, session, ctx)
+    patient = patient_hint(request, registry)
+    r = resources.alias("r")
+    where = compiler.where(r, request.resource_type, request, patient)
+    total = None
+    if request.total != "none" or request.summary == "count":
+        total = conn.execute(select(func.count()).select_from(r).where(where)).scalar_one()
+    if request.summary == "count":
+        return SearchResult(total=total, matches=[])
+    query = (
+        select(r.c.type, r.c.id, r.c.content)
+        .where(where)
+        .order_by(*compiler.order_by(r, request))
+        .limit(request.count + 1)
+        .offset(request.offset)
+    )
+    rows = conn.execute(query).all()
+    matches = [Found(row.type, row.id, row.content) for row in rows[: request.count]]
+    included = _includes(conn, registry, request.includes, matches, session) if request.includes else []
+    return SearchResult(total=total, matches=matches, included=included, has_next=len(rows) > request.count)
+
+
+def fetch_current(conn: Connection, session: str, keys: set[tuple[str, str]]) -> list[Found]:
+    """The visible current versions of the (type, id) pairs in ``keys``."""
+    if not keys:
+        return []
+    r = resources.alias("r")
+    rows = conn.execute(
+        select(r.c.type, r.c.id, r.c.content).where(tuple_(r.c.type, r.c.id).in_(list(keys)), visible(None, session, r))
+    ).all()
+    return [Found(row.type, row.id, row.content) for row in rows]
+
+
+def _includes(
+    conn: Connection, registry: SearchParamRegistry, includes: list[Include], matches: list[Found], session: str
+) -> list[Found]:
+    seen = {(m.type, m.id) for m in matches}
+    frontier = list(matches)
+    included: list[Found] = []
+    for depth in range(_INCLUDE_DEPTH):
+        wanted: set[tuple[str, str]] = set()
+        for inc in includes:
+            if depth > 0 and not inc.iterate:
+                continue
+            sources = [f for f in frontier if f.type == inc.source_type] if not inc.reverse else frontier
+            if not sources:
+                continue
+            ref = idx_reference.alias()
+            if inc.reverse:
+                condition = and_(
+                    ref.c.type == inc.source_type,
+                    tuple_(ref.c.target_type, ref.c.target_id).in_([(s.type, s.id) for s in sources]),
+                )
+                column_pair = (ref.c.type, ref.c.id)
+            else:
+                condition = and_(
+                    ref.c.type == inc.source_type, ref.c.id.in_([s.id for s in sources]), ref.c.target_id.is_not(None)
+                )
+                if inc.target_type:
+                    condition = and_(condition, ref.c.target_type == inc.target_type)
+                column_pair = (ref.c.target_type, ref.c.target_id)
+            if inc.param is not None:
+                condition = and_(condition, ref.c.param == inc.param)
+            query = (
+                select(*column_pair)
+                .where(condition, ref.c.url.is_(None), ref.c.session.in_(sessions_of(session)))
+                .distinct()
+            )
+            wanted.update((row[0], row[1]) for row in conn.execute(query) if (row[0], row[1]) not in seen)
+        if not wanted:
+            break
+        frontier = fetch_current(conn, session, wanted)
+        seen.update(wanted)
+        included.extend(frontier)
+    return included

@@ -1,0 +1,89 @@
+"""Number parameters and the number comparison shared with quantities (R4 search.html#number).
+
+A search number is a range by its written precision (``100`` is [99.5, 100.5)); a stored number is a point v.
+eq: v in S; gt/lt compare with the number itself; ge/le include S; sa/eb lie wholly above/below S; ap is
+within 10% of the value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, and_, func, not_
+
+from ..storage.schema import idx_number
+from .paths import Node
+from .types import IndexRow, SearchContext
+from .values import NumberRange, parse_number_range, split_prefix
+
+__all__ = ["NumberType", "number_clause", "number_matches"]
+
+
+def number_matches(prefix: str, s: NumberRange, v: float) -> bool:
+    """Reference semantics in Python; ``number_clause`` must agree with it."""
+    if prefix == "eq":
+        return s.low <= v < s.high
+    if prefix == "ne":
+        return not s.low <= v < s.high
+    if prefix == "gt":
+        return v > s.value
+    if prefix == "lt":
+        return v < s.value
+    if prefix == "ge":
+        return v >= s.low
+    if prefix == "le":
+        return v < s.high
+    if prefix == "sa":
+        return v >= s.high
+    if prefix == "eb":
+        return v < s.low
+    low, high = _approximate(s)
+    return low <= v <= high
+
+
+def _approximate(s: NumberRange) -> tuple[float, float]:
+    slack = abs(s.value) * 0.1
+    return min(s.low, s.value - slack), max(s.high, s.value + slack)
+
+
+def number_clause(column: Any, prefix: str, s: NumberRange) -> ColumnElement[bool]:
+    """The SQL form of ``number_matches`` on a column of stored values."""
+    if prefix == "eq":
+        return and_(column >= s.low, column < s.high)
+    if prefix == "ne":
+        return not_(and_(column >= s.low, column < s.high))
+    if prefix == "gt":
+        return column > s.value
+    if prefix == "lt":
+        return column < s.value
+    if prefix == "ge":
+        return column >= s.low
+    if prefix == "le":
+        return column < s.high
+    if prefix == "sa":
+        return column >= s.high
+    if prefix == "eb":
+        return column < s.low
+    low, high = _approximate(s)
+    return and_(column >= low, column <= high)
+
+
+class NumberType:
+    name = "number"
+    table = idx_number
+    modifiers = frozenset({"missing"})
+
+    def extract(self, nodes: list[Node]) -> list[IndexRow]:
+        rows = []
+        for node in nodes:
+            value = node.value.get("value") if isinstance(node.value, dict) else node.value
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                rows.append({"value": float(value)})
+        return rows
+
+    def clause(self, value: str, modifier: str | None, ctx: SearchContext) -> ColumnElement[bool]:
+        prefix, text = split_prefix(value)
+        return number_clause(self.table.c.value, prefix, parse_number_range(text))
+
+    def sort_key(self, table: Table, descending: bool) -> Any:
+        return func.max(table.c.value) if descending else func.min(table.c.value)

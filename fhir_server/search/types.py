@@ -1,0 +1,45 @@
+"""The contract every search-parameter type implements (one module per type, as HAPI's SPIDX tables)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement, Table
+
+from .paths import Node
+
+__all__ = ["IndexRow", "ParamType", "SearchContext"]
+
+IndexRow = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SearchContext:
+    """What a clause needs to know about the request beyond the value itself."""
+
+    base_url: str
+    default_tz: timedelta = timedelta(0)
+    now_ms: int | None = None
+    targets: tuple[str, ...] = field(default=())
+
+
+class ParamType(Protocol):
+    """A search-parameter type: owns its index table, extracts rows on write, builds clauses on search."""
+
+    name: str
+    table: Table
+    modifiers: frozenset[str]
+
+    def extract(self, nodes: list[Node]) -> list[IndexRow]:
+        """Index values (column -> value) for the nodes a parameter's expression reached."""
+        ...
+
+    def clause(self, value: str, modifier: str | None, ctx: SearchContext) -> ColumnElement[bool]:
+        """A condition on ``table`` true for index rows that match one search value."""
+        ...
+
+    def sort_key(self, table: Table, descending: bool) -> Any:
+        """The aggregate that orders resources by this parameter."""
+        ...

@@ -1,0 +1,97 @@
+"""The search parameters the server indexes, built from the official R4 SearchParameter definitions.
+
+Every parameter of a served resource type whose kind we support (token, string, date, number, quantity,
+reference, uri) and whose expression compiles is indexed, searchable and advertised in the
+CapabilityStatement; composite and special parameters are not (they are listed in ``unsupported``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from functools import cache
+
+from .definitions import compartment_definition, search_parameter_bundle
+from .search.paths import PathFn, UnsupportedExpression, compile_expression
+
+__all__ = ["SearchParam", "SearchParamRegistry", "registry"]
+
+SUPPORTED_KINDS = frozenset({"token", "string", "date", "number", "quantity", "reference", "uri"})
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    """One search parameter as it applies to one resource type."""
+
+    code: str
+    type: str
+    resource_type: str
+    expression: str
+    url: str
+    description: str
+    targets: tuple[str, ...]
+    path: PathFn = field(compare=False, repr=False)
+
+
+@dataclass(eq=False)  # hashed by identity: capability statements are cached per registry
+class SearchParamRegistry:
+    """Parameters per served resource type, and the Patient compartment."""
+
+    resource_types: list[str]
+    params: dict[str, dict[str, SearchParam]]
+    compartment: dict[str, tuple[str, ...]]
+    unsupported: list[tuple[str, str, str]]
+
+    def for_type(self, resource_type: str) -> dict[str, SearchParam]:
+        return self.params.get(resource_type, {})
+
+    def get(self, resource_type: str, code: str) -> SearchParam | None:
+        return self.params.get(resource_type, {}).get(code)
+
+
+def _served_types() -> list[str]:
+    served = []
+    for entry in compartment_definition()["resource"]:
+        name = entry["code"]
+        # R4B dropped a few R4 types (MedicinalProduct*, EffectEvidenceSynthesis, ...): we cannot validate those
+        if importlib.util.find_spec(f"fhir.resources.R4B.{name.lower()}") is not None:
+            served.append(name)
+    return sorted(served)
+
+
+@cache
+def registry() -> SearchParamRegistry:
+    """Build (once) the registry from the shipped definitions."""
+    types = _served_types()
+    served = set(types)
+    params: dict[str, dict[str, SearchParam]] = {t: {} for t in types}
+    unsupported: list[tuple[str, str, str]] = []
+    for entry in search_parameter_bundle()["entry"]:
+        definition = entry["resource"]
+        bases = definition.get("base", [])
+        applies = types if ("Resource" in bases or "DomainResource" in bases) else [b for b in bases if b in served]
+        for resource_type in applies:
+            code, kind = definition["code"], definition["type"]
+            if kind not in SUPPORTED_KINDS:
+                unsupported.append((resource_type, code, f"{kind} parameters are not supported"))
+                continue
+            try:
+                path = compile_expression(definition.get("expression") or "", resource_type)
+            except UnsupportedExpression as exc:
+                unsupported.append((resource_type, code, str(exc)))
+                continue
+            params[resource_type][code] = SearchParam(
+                code=code,
+                type=kind,
+                resource_type=resource_type,
+                expression=definition.get("expression") or "",
+                url=definition.get("url", ""),
+                description=(definition.get("description") or "").split("\n")[0][:300],
+                targets=tuple(definition.get("target", [])),
+                path=path,
+            )
+    compartment = {
+        e["code"]: tuple(e.get("param", [])) for e in compartment_definition()["resource"] if e["code"] in served
+    }
+    compartment["Patient"] = ()
+    return SearchParamRegistry(types, params, compartment, unsupported)

@@ -1,0 +1,46 @@
+"""Database engines: SQLite (embedded default, WAL, tuned for bulk reads) or any SQLAlchemy URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+
+from .schema import metadata
+
+__all__ = ["make_engine"]
+
+
+def make_engine(database: str | Path) -> Engine:
+    """An engine for a file path, ``:memory:`` or a SQLAlchemy URL; creates the schema if missing."""
+    text = str(database)
+    if "://" in text:
+        engine = create_engine(text, pool_pre_ping=True)
+    else:
+        if text != ":memory:":
+            Path(text).parent.mkdir(parents=True, exist_ok=True)
+        url = "sqlite://" if text == ":memory:" else f"sqlite:///{text}"
+        kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+        if text == ":memory:":
+            from sqlalchemy.pool import StaticPool
+
+            kwargs["poolclass"] = StaticPool
+        else:
+            kwargs["pool_size"] = 32
+            kwargs["max_overflow"] = 32
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+    metadata.create_all(engine)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA cache_size=-131072")  # 128 MiB page cache
+    cursor.execute("PRAGMA mmap_size=1073741824")
+    cursor.execute("PRAGMA temp_store=MEMORY")
+    cursor.close()
