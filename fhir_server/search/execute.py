@@ -27,6 +27,7 @@ from ..searchparams import SearchParamRegistry
 from ..storage.schema import BASE_SESSION, idx_reference, resources
 from .kinds import PARAM_TYPES
 from .request import Filter, HasFilter, Include, SearchRequest
+from .text import unescape
 from .types import SearchContext
 
 __all__ = ["Found", "SearchResult", "execute_search", "fetch_current", "patient_hint", "sessions_of", "visible"]
@@ -80,8 +81,6 @@ class _Compiler:
     def where(self, r: Any, resource_type: str, request: SearchRequest | None, patient: str | None) -> Any:
         conditions: list[Any] = [visible(resource_type, self.session, r)]
         if request is not None:
-            for ids in request.ids:
-                conditions.append(r.c.id.in_(ids))
             for f in request.filters:
                 conditions.append(self.filter(r, resource_type, f, patient))
             for h in request.has:
@@ -105,6 +104,9 @@ class _Compiler:
 
     def filter(self, r: Any, resource_type: str, f: Filter, patient: str | None) -> ColumnElement[bool]:
         key = tuple_(r.c.session, r.c.id)
+        if f.param.code == "_id":  # not in the index tables: the id is the row's own key
+            ids = r.c.id.in_([unescape(v) for v in f.values])
+            return not_(ids) if f.modifier == "not" else ids
         if f.chained is not None:
             return key.in_(self.chain(resource_type, f, patient))
         if f.modifier == "missing":

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from ..searchparams import SearchParamRegistry
 from .kinds import PARAM_TYPES, REFERENCE
+from .paths import Node, PathFn
 from .types import IndexRow
 
 __all__ = ["Indexer"]
+
+# (parameter code, kind name, its path, its extractor): a flat plan per resource type keeps the hot loop lean
+_Plan = list[tuple[str, str, PathFn, Callable[[list[Node]], list[IndexRow]]]]
 
 
 class Indexer:
@@ -17,7 +21,19 @@ class Indexer:
 
     def __init__(self, registry: SearchParamRegistry, base_url: str | None = None):
         self.registry = registry
+        self._plans: dict[str, _Plan] = {}
         REFERENCE.base_url = base_url
+
+    def _plan(self, resource_type: str) -> _Plan:
+        plan = self._plans.get(resource_type)
+        if plan is None:
+            plan = [
+                (code, param.type, param.path, PARAM_TYPES[param.type].extract)
+                for code, param in self.registry.for_type(resource_type).items()
+                if code != "_id"  # searched on the resource row itself
+            ]
+            self._plans[resource_type] = plan
+        return plan
 
     def compartment_patients(self, resource: dict[str, Any]) -> list[str]:
         """Ids of the patients whose compartment holds ``resource`` (R4 CompartmentDefinition)."""
@@ -38,28 +54,23 @@ class Indexer:
         """All index rows of ``resource`` in ``session``, by parameter kind."""
         resource_type, resource_id = resource["resourceType"], resource["id"]
         patients: list[str | None] = list(self.compartment_patients(resource)) or [None]
-        out: dict[str, list[IndexRow]] = defaultdict(list)
-        for code, param in self.registry.for_type(resource_type).items():
-            kind = PARAM_TYPES[param.type]
+        out: dict[str, list[IndexRow]] = {}
+        for code, kind, path, extract in self._plan(resource_type):
             try:
-                values = kind.extract(param.path(resource))
+                nodes = path(resource)
+                if not nodes:
+                    continue
+                values = extract(nodes)
             except (TypeError, AttributeError, KeyError, ValueError):
                 continue  # a shape the expression did not expect: not indexed, as a FHIRPath engine would yield {}
-            seen: set[tuple[Any, ...]] = set()
-            for value in values:
-                key = tuple(value.values())
-                if key in seen:
-                    continue
-                seen.add(key)
-                for patient in patients:
-                    out[param.type].append(
-                        {
-                            "session": session,
-                            "type": resource_type,
-                            "id": resource_id,
-                            "param": code,
-                            "patient": patient,
-                            **value,
-                        }
-                    )
+            if not values:
+                continue
+            if len(values) > 1:  # the same value reached twice (e.g. a code in two codings) is one row
+                values = list({tuple(v.values()): v for v in values}.values())
+            target = out.setdefault(kind, [])
+            for patient in patients:
+                for value in values:
+                    value = {"session": session, "type": resource_type, "id": resource_id, "param": code,
+                             "patient": patient, **value}
+                    target.append(value)
         return out

@@ -48,10 +48,6 @@ def parse_search(
             _result_param(request, name, value, registry, limits)
             request.used.append((name, value))
             continue
-        if name == "_id":
-            request.ids.append([v for v in split_escaped(value, ",") if v])
-            request.used.append((name, value))
-            continue
         if name.startswith("_has:"):
             request.has.append(_has_filter(name, value, registry, ctx))
             request.used.append((name, value))

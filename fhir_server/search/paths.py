@@ -11,10 +11,11 @@ indexed (and not advertised), never indexed wrongly.
 
 from __future__ import annotations
 
+import importlib.resources
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from functools import cache
+from typing import Any, NamedTuple
 
 __all__ = ["Node", "PathFn", "UnsupportedExpression", "compile_expression"]
 
@@ -23,8 +24,7 @@ class UnsupportedExpression(ValueError):
     """The expression uses FHIRPath beyond the compiled subset."""
 
 
-@dataclass(frozen=True, slots=True)
-class Node:
+class Node(NamedTuple):
     """A value reached by a path: its JSON and, where the JSON key told us (choice types), its FHIR type."""
 
     value: Any
@@ -32,7 +32,7 @@ class Node:
 
 
 PathFn = Callable[[dict[str, Any]], list[Node]]
-Step = Callable[[Iterator[Node]], Iterator[Node]]
+Step = Callable[[list[Node]], list[Node]]
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _STEP_RE = re.compile(
@@ -135,13 +135,26 @@ def _compile_part(part: str) -> PathFn:
     if as_type:
         steps.append(_of_type(as_type))
 
+    first = _first_field(text)
+    first_is_choice = first is not None and first in _choice_names()
+
     def evaluate(resource: dict[str, Any]) -> list[Node]:
-        nodes: Iterator[Node] = iter((Node(resource, resource.get("resourceType")),))
+        # most parameters name an element the resource does not have: answer those without walking
+        if first is not None and first not in resource and not first_is_choice:
+            return []
+        nodes = [Node(resource, resource.get("resourceType"))]
         for step in steps:
             nodes = step(nodes)
-        return list(nodes)
+            if not nodes:
+                break
+        return nodes
 
     return evaluate
+
+
+def _first_field(text: str) -> str | None:
+    parts = text.split(".")
+    return parts[1] if len(parts) > 1 and re.fullmatch(_IDENT, parts[1]) else None
 
 
 def _compile_steps(text: str) -> list[Step]:
@@ -173,16 +186,38 @@ def _compile_steps(text: str) -> list[Step]:
     return steps
 
 
+@cache
+def _choice_names() -> frozenset[str]:
+    """Names of R4 choice elements (``value[x]``, ``effective[x]``...), read from the R4B models' source text.
+
+    Only these need the costly scan for ``valueQuantity``-style keys when the plain name is absent.
+    """
+    package = importlib.resources.files("fhir.resources.R4B")
+    names: set[str] = set()
+    for entry in package.iterdir():
+        if entry.name.endswith(".py"):
+            names.update(_ONE_OF_MANY.findall(entry.read_text(encoding="utf-8")))
+    return frozenset(names)
+
+
+_ONE_OF_MANY = re.compile(r'"one_of_many": "([A-Za-z]+)"')
+
+
 def _child(name: str, index: int | None) -> Step:
     prefix = name
+    is_choice = name in _choice_names()
 
-    def step(nodes: Iterator[Node]) -> Iterator[Node]:
+    def step(nodes: list[Node]) -> list[Node]:
+        out: list[Node] = []
         for node in nodes:
             obj = node.value
             if not isinstance(obj, dict):
                 continue
             if name in obj:
-                found: list[Node] = [Node(v) for v in _as_list(obj[name])]
+                value = obj[name]
+                found: list[Node] = [Node(v) for v in value] if isinstance(value, list) else [Node(value)]
+            elif not is_choice:
+                continue
             else:  # a choice element: valueQuantity, effectivePeriod, ...
                 found = [
                     Node(v, key[len(prefix)].lower() + key[len(prefix) + 1 :])
@@ -192,7 +227,8 @@ def _child(name: str, index: int | None) -> Step:
                 ]
             if index is not None:
                 found = found[index : index + 1]
-            yield from found
+            out.extend(found)
+        return out
 
     return step
 
@@ -204,20 +240,20 @@ def _as_list(value: Any) -> list[Any]:
 def _of_type(type_name: str) -> Step:
     wanted = type_name[0].lower() + type_name[1:]
 
-    def step(nodes: Iterator[Node]) -> Iterator[Node]:
-        for node in nodes:
-            if node.fhir_type is None or node.fhir_type.lower() == wanted.lower():
-                yield node
+    def step(nodes: list[Node]) -> list[Node]:
+        return [n for n in nodes if n.fhir_type is None or n.fhir_type.lower() == wanted.lower()]
 
     return step
 
 
 def _reference_to(type_name: str) -> Step:
-    def step(nodes: Iterator[Node]) -> Iterator[Node]:
+    def step(nodes: list[Node]) -> list[Node]:
+        out = []
         for node in nodes:
             ref = node.value.get("reference") if isinstance(node.value, dict) else None
             if isinstance(ref, str) and _reference_type(ref) == type_name:
-                yield node
+                out.append(node)
+        return out
 
     return step
 
@@ -230,9 +266,7 @@ def _reference_type(reference: str) -> str | None:
 
 
 def _where_equals(field: str, value: str) -> Step:
-    def step(nodes: Iterator[Node]) -> Iterator[Node]:
-        for node in nodes:
-            if isinstance(node.value, dict) and node.value.get(field) == value:
-                yield node
+    def step(nodes: list[Node]) -> list[Node]:
+        return [n for n in nodes if isinstance(n.value, dict) and n.value.get(field) == value]
 
     return step

@@ -54,7 +54,6 @@ class SearchRequest:
     resource_type: str
     filters: list[Filter] = field(default_factory=list)
     has: list[HasFilter] = field(default_factory=list)
-    ids: list[list[str]] = field(default_factory=list)  # _id terms (AND of ORs)
     sort: list[SortKey] = field(default_factory=list)
     count: int = 20
     offset: int = 0
