@@ -112,7 +112,7 @@ class FhirService:
     def context(self, req: FhirRequest) -> SearchContext:
         info = self.repository.session(req.session)
         now_ms = int(info.clock().timestamp() * 1000)
-        return SearchContext(req.base_url, self.settings.default_tz, (), now_ms)
+        return SearchContext(base_url=req.base_url, default_tz=self.settings.default_tz, now_ms=now_ms)
 
     # -- reads ----------------------------------------------------------------------------------------------
 
@@ -169,7 +169,8 @@ class FhirService:
 
     def find(self, unit: Unit, req: FhirRequest, resource_type: str, query: str) -> list[str]:
         """Ids of the resources a conditional interaction's criteria match (all of them, up to a bound)."""
-        items = parse_qsl(query.lstrip("?"), keep_blank_values=True)
+        # criteria are often written as a search URL (Patient?identifier=...; the spec's XDS example does it)
+        items = parse_qsl(query.removeprefix(f"{resource_type}?").lstrip("?"), keep_blank_values=True)
         if not items:
             raise BadRequest(f"the conditional criteria for {resource_type} are empty")
         ctx = self.context(req)

@@ -59,7 +59,7 @@ def _fhir_path(resource_type: str, loc: tuple[Any, ...]) -> str:
     return path
 
 
-def _message(error: dict[str, Any]) -> str:
+def _message(error: Any) -> str:
     if error.get("type") == "extra_forbidden":
         return "unknown element"
     message = str(error.get("msg", "invalid"))

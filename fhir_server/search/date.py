@@ -6,16 +6,18 @@ S is the search range, T the stored (target) range; both half-open in epoch mill
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, func, not_, or_
+from sqlalchemy import ColumnElement, and_, func, not_, or_
 
+from ..storage.records import format_instant
 from ..storage.schema import idx_date
 from .paths import Node
 from .types import IndexRow, SearchContext
 from .values import MAX_MS, MIN_MS, DateRange, parse_date_range, split_prefix
 
-__all__ = ["DateType", "date_matches", "stored_ranges"]
+__all__ = ["DateType", "date_matches", "instant_clause", "stored_ranges"]
 
 
 def stored_ranges(node: Node, default_tz: Any = None) -> list[DateRange]:
@@ -103,5 +105,35 @@ class DateType:
         a_low, a_high = _approximate(s, ctx.now_ms)
         return and_(low < a_high, high > a_low)
 
-    def sort_key(self, table: Table, descending: bool) -> Any:
+    def sort_key(self, table: Any, descending: bool) -> Any:
         return func.max(table.c.high) if descending else func.min(table.c.low)
+
+
+def instant_clause(column: Any, value: str, ctx: SearchContext) -> ColumnElement[bool]:
+    """A date search on a column of instants stored as UTC text with milliseconds (``meta.lastUpdated``).
+
+    Such a value v covers [v, v + 1 ms), so each prefix reduces to a comparison of v with S's bounds, and the
+    bounds compare as text because every stored instant has the same format.
+    """
+    prefix, text = split_prefix(value)
+    s = parse_date_range(text, default_tz=ctx.default_tz)
+    low, high = _iso(s.low), _iso(s.high)
+    if prefix == "eq":
+        return and_(column >= low, column < high)
+    if prefix == "ne":
+        return not_(and_(column >= low, column < high))
+    if prefix in ("gt", "sa"):
+        return column >= high
+    if prefix in ("lt", "eb"):
+        return column < low
+    if prefix == "ge":
+        return column >= low
+    if prefix == "le":
+        return column < high
+    a_low, a_high = _approximate(s, ctx.now_ms)
+    return and_(column >= _iso(a_low), column < _iso(a_high))
+
+
+def _iso(ms: int) -> str:
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    return format_instant(moment)

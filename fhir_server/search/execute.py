@@ -5,7 +5,7 @@ page, then the ``_include``/``_revinclude`` resources for that page.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import (
@@ -25,6 +25,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 
 from ..searchparams import SearchParamRegistry
 from ..storage.schema import BASE_SESSION, idx_reference, resources
+from .date import instant_clause
 from .kinds import PARAM_TYPES
 from .request import Filter, HasFilter, Include, SearchRequest
 from .text import unescape
@@ -96,7 +97,7 @@ class _Compiler:
         if patient is not None:
             conditions.append(t.c.patient == patient)
         if values:
-            ctx = SearchContext(self.ctx.base_url, self.ctx.default_tz, f.param.targets, self.ctx.now_ms)
+            ctx = replace(self.ctx, targets=f.param.targets)
             modifier = None if f.modifier == "not" else f.modifier
             clauses = [_on(kind.clause(v, modifier, ctx), kind.table, t) for v in f.values]
             conditions.append(or_(*clauses))
@@ -107,6 +108,10 @@ class _Compiler:
         if f.param.code == "_id":  # not in the index tables: the id is the row's own key
             ids = r.c.id.in_([unescape(v) for v in f.values])
             return not_(ids) if f.modifier == "not" else ids
+        if f.param.code == "_lastUpdated":  # likewise: the row's own last_updated column
+            if f.modifier == "missing":
+                return false() if f.values == ["true"] else r.c.last_updated.is_not(None)
+            return or_(*(instant_clause(r.c.last_updated, v, self.ctx) for v in f.values))
         if f.chained is not None:
             return key.in_(self.chain(resource_type, f, patient))
         if f.modifier == "missing":

@@ -30,7 +30,7 @@ class Indexer:
             plan = [
                 (code, param.type, param.path, PARAM_TYPES[param.type].extract)
                 for code, param in self.registry.for_type(resource_type).items()
-                if code != "_id"  # searched on the resource row itself
+                if code not in ("_id", "_lastUpdated")  # searched on the resource row's own columns
             ]
             self._plans[resource_type] = plan
         return plan
@@ -70,7 +70,13 @@ class Indexer:
             target = out.setdefault(kind, [])
             for patient in patients:
                 for value in values:
-                    value = {"session": session, "type": resource_type, "id": resource_id, "param": code,
-                             "patient": patient, **value}
+                    value = {
+                        "session": session,
+                        "type": resource_type,
+                        "id": resource_id,
+                        "param": code,
+                        "patient": patient,
+                        **value,
+                    }
                     target.append(value)
         return out

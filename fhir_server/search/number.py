@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, func, not_
+from sqlalchemy import ColumnElement, and_, func, not_
 
 from ..storage.schema import idx_number
 from .paths import Node
@@ -85,5 +85,5 @@ class NumberType:
         prefix, text = split_prefix(value)
         return number_clause(self.table.c.value, prefix, parse_number_range(text))
 
-    def sort_key(self, table: Table, descending: bool) -> Any:
+    def sort_key(self, table: Any, descending: bool) -> Any:
         return func.max(table.c.value) if descending else func.min(table.c.value)

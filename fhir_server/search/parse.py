@@ -4,7 +4,7 @@ before any SQL exists; unknown parameters are ignored (or rejected under ``Prefe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import InvalidSearch
 from ..searchparams import SearchParam, SearchParamRegistry
@@ -90,7 +90,7 @@ def _filter(
 
 
 def _with_targets(ctx: SearchContext, param: SearchParam) -> SearchContext:
-    return SearchContext(ctx.base_url, ctx.default_tz, param.targets, ctx.now_ms)
+    return replace(ctx, targets=param.targets)
 
 
 def _check_modifier(param: SearchParam, modifier: str | None, registry: SearchParamRegistry) -> None:

@@ -60,6 +60,8 @@ def compile_expression(expression: str, resource_type: str) -> PathFn:
     compiled = [_compile_part(p) for p in parts]
     if not compiled:
         raise UnsupportedExpression(f"no part of {expression!r} applies to {resource_type}")
+    if len(compiled) == 1:
+        return compiled[0]
 
     def evaluate(resource: dict[str, Any]) -> list[Node]:
         out: list[Node] = []
@@ -187,25 +189,38 @@ def _compile_steps(text: str) -> list[Step]:
 
 
 @cache
-def _choice_names() -> frozenset[str]:
-    """Names of R4 choice elements (``value[x]``, ``effective[x]``...), read from the R4B models' source text.
+def _choice_keys() -> dict[str, tuple[tuple[str, str], ...]]:
+    """R4 choice elements (``value[x]``...): base name -> the JSON keys it can take and the type each names.
 
-    Only these need the costly scan for ``valueQuantity``-style keys when the plain name is absent.
+    Read once from the R4B models' source text (each field's ``alias`` followed by its ``one_of_many``), so a
+    path step tries only the few real keys (``valueQuantity``, ``valueString``...) instead of scanning.
     """
     package = importlib.resources.files("fhir.resources.R4B")
-    names: set[str] = set()
+    keys: dict[str, set[str]] = {}
     for entry in package.iterdir():
-        if entry.name.endswith(".py"):
-            names.update(_ONE_OF_MANY.findall(entry.read_text(encoding="utf-8")))
-    return frozenset(names)
+        if not entry.name.endswith(".py"):
+            continue
+        alias = None
+        for match in _ALIAS_OR_CHOICE.finditer(entry.read_text(encoding="utf-8")):
+            if match.group("alias"):
+                alias = match.group("alias")
+            elif alias and alias.startswith(match.group("choice")):
+                keys.setdefault(match.group("choice"), set()).add(alias)
+    return {
+        name: tuple(sorted((key, key[len(name)].lower() + key[len(name) + 1 :]) for key in found))
+        for name, found in keys.items()
+    }
 
 
-_ONE_OF_MANY = re.compile(r'"one_of_many": "([A-Za-z]+)"')
+_ALIAS_OR_CHOICE = re.compile(r'alias="(?P<alias>[A-Za-z]+)"|"one_of_many": "(?P<choice>[A-Za-z]+)"')
+
+
+def _choice_names() -> frozenset[str]:
+    return frozenset(_choice_keys())
 
 
 def _child(name: str, index: int | None) -> Step:
-    prefix = name
-    is_choice = name in _choice_names()
+    choices = _choice_keys().get(name, ())
 
     def step(nodes: list[Node]) -> list[Node]:
         out: list[Node] = []
@@ -216,15 +231,10 @@ def _child(name: str, index: int | None) -> Step:
             if name in obj:
                 value = obj[name]
                 found: list[Node] = [Node(v) for v in value] if isinstance(value, list) else [Node(value)]
-            elif not is_choice:
+            elif not choices:
                 continue
             else:  # a choice element: valueQuantity, effectivePeriod, ...
-                found = [
-                    Node(v, key[len(prefix)].lower() + key[len(prefix) + 1 :])
-                    for key, value in obj.items()
-                    if key.startswith(prefix) and len(key) > len(prefix) and key[len(prefix)].isupper()
-                    for v in _as_list(value)
-                ]
+                found = [Node(v, fhir_type) for key, fhir_type in choices if key in obj for v in _as_list(obj[key])]
             if index is not None:
                 found = found[index : index + 1]
             out.extend(found)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, func, or_
+from sqlalchemy import ColumnElement, and_, func, or_
 
 from ..storage.schema import idx_quantity
 from .number import number_clause
@@ -58,5 +58,5 @@ class QuantityType:
                 condition = and_(condition, or_(t.code == code, t.unit == code))
         return condition
 
-    def sort_key(self, table: Table, descending: bool) -> Any:
+    def sort_key(self, table: Any, descending: bool) -> Any:
         return func.max(table.c.value) if descending else func.min(table.c.value)

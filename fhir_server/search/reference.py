@@ -105,7 +105,7 @@ class ReferenceType:
             return (t.target_type == parsed.target_type) & (t.target_id == parsed.target_id) & t.url.is_(None)
         return t.url == parsed.url
 
-    def sort_key(self, table: Table, descending: bool) -> Any:
+    def sort_key(self, table: Any, descending: bool) -> Any:
         return func.max(table.c.target_id) if descending else func.min(table.c.target_id)
 
 

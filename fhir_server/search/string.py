@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, func
+from sqlalchemy import ColumnElement, func
 
 from ..storage.schema import idx_string
 from .paths import Node
@@ -59,5 +59,5 @@ class StringType:
         # starts-with as a range, so the (type, param, norm) index serves it
         return (t.norm >= norm) & (t.norm < norm + "\U0010ffff")
 
-    def sort_key(self, table: Table, descending: bool) -> Any:
+    def sort_key(self, table: Any, descending: bool) -> Any:
         return func.max(table.c.norm) if descending else func.min(table.c.norm)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 
 __all__ = ["normalize", "split_escaped", "unescape"]
 
 
+@lru_cache(maxsize=65536)  # the same displays and names recur across thousands of resources
 def normalize(text: str) -> str:
     """Case- and accent-insensitive form of ``text`` (R4 string search)."""
     decomposed = unicodedata.normalize("NFKD", text)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, func
+from sqlalchemy import ColumnElement, func
 
 from ..storage.schema import idx_token
 from .paths import Node
@@ -74,5 +74,5 @@ class TokenType:
             return t.system == system
         return (t.system == system) & (t.code == code)
 
-    def sort_key(self, table: Table, descending: bool) -> Any:
+    def sort_key(self, table: Any, descending: bool) -> Any:
         return func.max(table.c.code) if descending else func.min(table.c.code)

@@ -15,7 +15,7 @@ __all__ = ["IndexRow", "ParamType", "SearchContext"]
 IndexRow = dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SearchContext:
     """What a clause needs to know about the request beyond the value itself."""
 
@@ -40,6 +40,6 @@ class ParamType(Protocol):
         """A condition on ``table`` true for index rows that match one search value."""
         ...
 
-    def sort_key(self, table: Table, descending: bool) -> Any:
+    def sort_key(self, table: Any, descending: bool) -> Any:
         """The aggregate that orders resources by this parameter."""
         ...

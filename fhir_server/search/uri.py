@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, false, func, or_
+from sqlalchemy import ColumnElement, false, func, or_
 
 from ..storage.schema import idx_uri
 from .paths import Node
@@ -39,5 +39,5 @@ class UriType:
             return or_(false(), *(column == p for p in prefixes))
         return column == text
 
-    def sort_key(self, table: Table, descending: bool) -> Any:
+    def sort_key(self, table: Any, descending: bool) -> Any:
         return func.max(table.c.value) if descending else func.min(table.c.value)

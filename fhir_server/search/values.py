@@ -67,6 +67,12 @@ def parse_date_range(text: str, *, default_tz: timedelta = timedelta(0), what: s
     Raises:
         InvalidSearch: when ``text`` is not a FHIR date.
     """
+    if len(text) == 25 and text[10] == "T" and text[19] in "+-":  # the common "2023-11-13T10:15:00+00:00"
+        try:
+            low = _ms(datetime.fromisoformat(text))
+            return DateRange(low, low + 1000)
+        except ValueError:
+            pass  # fall through to the full parser and its message
     match = _DATE_RE.match(text.strip())
     if not match:
         raise InvalidSearch(f"{what} value {text!r} is not a FHIR date (YYYY, YYYY-MM, YYYY-MM-DD or a dateTime)")

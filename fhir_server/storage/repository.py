@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, text, update
@@ -28,7 +29,7 @@ from ..validation import validate_resource
 from .records import SessionInfo, Stored, WriteLogEntry, format_instant
 from .schema import BASE_SESSION, INDEX_TABLES, history, resources, sessions, write_log
 
-__all__ = ["DEFAULT_SESSION", "Repository", "Unit"]
+__all__ = ["BASE_SESSION", "DEFAULT_SESSION", "Repository", "Unit"]
 
 DEFAULT_SESSION = "default"
 _ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
@@ -201,7 +202,7 @@ class Repository:
                 meta = resource.setdefault("meta", {})
                 version = int(meta.get("versionId", 1))
                 meta["versionId"] = str(version)
-                meta.setdefault("lastUpdated", moment)
+                meta["lastUpdated"] = _normal_instant(meta.get("lastUpdated"), moment)
                 pending.append(
                     {
                         "type": resource["resourceType"],
@@ -227,14 +228,37 @@ class Repository:
             conn.execute(text("ANALYZE"))
 
 
+def _normal_instant(value: Any, default: str) -> str:
+    """lastUpdated in the one stored format (UTC, milliseconds), so instants compare as text."""
+    if not isinstance(value, str):
+        return default
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return default
+    return format_instant(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
 def _flush(conn: Connection, pending: list[dict[str, Any]], index_rows: dict[str, list[dict[str, Any]]]) -> None:
     if pending:
-        conn.execute(insert(resources), pending)
+        insert_many(conn, resources, pending)
         pending.clear()
     for kind, rows in index_rows.items():
         if rows:
-            conn.execute(insert(INDEX_TABLES[kind]), rows)
+            insert_many(conn, INDEX_TABLES[kind], rows)
             rows.clear()
+
+
+def insert_many(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    """INSERT many rows; on SQLite straight through the driver with tuples (SQLAlchemy's per-row parameter
+    processing costs more than the insert itself on bulk loads)."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(insert(table), rows)
+        return
+    columns = [c.name for c in table.columns if c.name in rows[0]]
+    getter = itemgetter(*columns)
+    statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    conn.exec_driver_sql(statement, [getter(row) for row in rows])
 
 
 class Unit:
@@ -374,7 +398,7 @@ class Unit:
             conn.execute(insert(resources).values(**row))
         if resource is not None:
             for kind, rows in self.repository.indexer.rows(self.session, resource).items():
-                conn.execute(insert(INDEX_TABLES[kind]), rows)
+                insert_many(conn, INDEX_TABLES[kind], rows)
         conn.execute(
             insert(write_log).values(
                 session=self.session,
