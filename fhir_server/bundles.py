@@ -39,7 +39,7 @@ def process_bundle(service: Any, req: FhirRequest) -> FhirResponse:
     if kind == "batch":
         responses = [_batch_entry(service, req, index, entry) for index, entry in enumerate(entries)]
     else:
-        with service.repository.unit(req.session) as unit:
+        with service.repository.unit(req.session, req.base_url) as unit:
             responses = _transaction(service, unit, req, entries)
     return FhirResponse(
         200,
@@ -65,6 +65,8 @@ def _check_entry(index: int, entry: Any) -> None:
         )
     if not isinstance(request.get("url"), str) or not request["url"]:
         raise BadRequest(f"{where}.request.url is missing", expression=[f"{where}.request.url"])
+    if not isinstance(entry.get("fullUrl", ""), str):
+        raise BadRequest(f"{where}.fullUrl must be a string (a URI)", expression=[f"{where}.fullUrl"])
     if method in ("POST", "PUT") and not isinstance(entry.get("resource"), dict):
         raise BadRequest(f"{where} is a {method} without a resource", expression=[f"{where}.resource"])
 
@@ -121,12 +123,27 @@ def _patch_body(entry: dict[str, Any]) -> Any:
 def _transaction(service: Any, unit: Unit, req: FhirRequest, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ids: dict[str, str] = {}  # fullUrl -> Type/id
     existing: set[int] = set()  # POST entries whose If-None-Exist matched
+    first_with: dict[str, int] = {}  # fullUrl -> the entry that carries it
     for index, entry in enumerate(entries):
         method = entry["request"]["method"].upper()
         resource = entry.get("resource")
         full_url = entry.get("fullUrl")
+        if full_url and isinstance(resource, dict):
+            if full_url in first_with:  # bdl-7: references to it would be ambiguous
+                raise BadRequest(
+                    f"Bundle.entry[{index}] and Bundle.entry[{first_with[full_url]}] have the same fullUrl {full_url}",
+                    expression=[f"Bundle.entry[{index}].fullUrl"],
+                )
+            first_with[full_url] = index
         if method == "POST":
             resource_type = resource.get("resourceType")
+            if urlsplit(entry["request"]["url"]).path.rstrip("/").rsplit("/", 1)[-1] != resource_type:
+                # e.g. the spec example's POST ValueSet/$lookup: an operation, not a create of its Parameters body
+                raise BadRequest(
+                    f"Bundle.entry[{index}]: POST {entry['request']['url']} does not create a {resource_type} "
+                    "(only creates are supported in a transaction, not operations)",
+                    expression=[f"Bundle.entry[{index}].request.url"],
+                )
             target = None
             if entry["request"].get("ifNoneExist"):
                 found = service.find(unit, req, resource_type, entry["request"]["ifNoneExist"])
@@ -140,6 +157,12 @@ def _transaction(service: Any, unit: Unit, req: FhirRequest, entries: list[dict[
             ids_value = f"{resource_type}/{target or str(uuid.uuid4())}"
             if full_url:
                 ids[full_url] = ids_value
+                if full_url.startswith(("http://", "https://")) and full_url.endswith(
+                    f"/{resource_type}/{resource.get('id')}"
+                ):
+                    # a relative reference resolves against the fullUrl's base (bundle.html#references): the
+                    # spec's XDS example refers to http://host/fhir/Patient/a2 as Patient/a2
+                    ids[f"{resource_type}/{resource['id']}"] = ids_value
             entry["_assigned"] = ids_value
         elif method == "PUT" and full_url and isinstance(resource, dict) and "?" not in entry["request"]["url"]:
             ids[full_url] = entry["request"]["url"].split("?")[0].strip("/")

@@ -40,6 +40,8 @@ def _check_accept(request: Request, query: list[tuple[str, str]]) -> None:
     formats = [v for k, v in query if k == "_format"]
     if formats and formats[-1].split(";")[0].strip().lower() in _XML_FORMATS:
         raise NotAcceptable("this server speaks JSON only (_format=json or application/fhir+json)")
+    if formats:  # _format overrides the Accept header (http.html#mime-type)
+        return
     accept = request.headers.get("accept", "")
     if accept:
         kinds = [a.split(";")[0].strip().lower() for a in accept.split(",")]
@@ -107,7 +109,9 @@ def render(response: FhirResponse, req: FhirRequest) -> Response:
         headers["Content-Location"] = response.location
     body: Any = response.body
     wants = req.prefer.get("return")
-    is_write = req.method in ("POST", "PUT", "PATCH") and req.path[-1:] != ["_search"]
+    # a batch/transaction (POST to the base) always answers with its response Bundle: Prefer applies to the
+    # resources in its entries (bundles.py), not to the Bundle itself
+    is_write = req.method in ("POST", "PUT", "PATCH") and req.path[-1:] != ["_search"] and bool(req.path)
     head = req.method == "HEAD"
     if wants == "minimal" and is_write:
         body = None

@@ -37,7 +37,10 @@ def loads(text: str | bytes) -> Any:
     """Parse JSON from a client, keeping decimal digits. Raises ``ValueError`` on malformed JSON."""
     if isinstance(text, bytes):
         text = text.decode("utf-8")
-    return json.loads(text, parse_float=RawDecimal, parse_constant=_reject_constant)
+    try:
+        return json.loads(text, parse_float=RawDecimal, parse_constant=_reject_constant)
+    except RecursionError:  # a body of [[[[...]]]]: the parser's own limit, not a server fault
+        raise ValueError("the JSON is nested too deeply") from None
 
 
 def _reject_constant(name: str) -> Any:

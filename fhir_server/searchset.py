@@ -102,8 +102,9 @@ def _entry(base_url: str, found: Found, mode: str, request: SearchRequest) -> di
     }
 
 
-def history_bundle(base_url: str, self_url: str, versions: list[Stored]) -> dict[str, Any]:
-    """A history Bundle, newest first; deletions appear as entries with request.method DELETE."""
+def history_bundle(base_url: str, self_url: str, versions: list[Stored], total: int | None) -> dict[str, Any]:
+    """A history Bundle, newest first; deletions appear as entries with request.method DELETE. ``total`` is the
+    number of versions in the whole history, or None when only a page of it is known (then it is left out)."""
     entries = []
     for stored in versions:
         entry: dict[str, Any] = {"fullUrl": f"{base_url}/{stored.type}/{stored.id}"}
@@ -124,9 +125,10 @@ def history_bundle(base_url: str, self_url: str, versions: list[Stored]) -> dict
         "resourceType": "Bundle",
         "id": uuid.uuid4().hex,
         "type": "history",
-        "total": len(entries),
-        "link": [{"relation": "self", "url": self_url}],
     }
+    if total is not None:
+        bundle["total"] = total
+    bundle["link"] = [{"relation": "self", "url": self_url}]
     if entries:
         bundle["entry"] = entries
     return bundle

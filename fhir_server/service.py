@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import jsonpatch
 
@@ -54,7 +54,7 @@ class FhirService:
             from .bundles import process_bundle
 
             return process_bundle(self, req)
-        with self.repository.unit(req.session) as unit:
+        with self.repository.unit(req.session, req.base_url) as unit:
             return self.handle_in(unit, req)
 
     def handle_in(self, unit: Unit, req: FhirRequest) -> FhirResponse:
@@ -62,6 +62,8 @@ class FhirService:
         if req.method in ("GET", "HEAD") or (req.method == "POST" and req.path[-1:] == ["_search"]):
             return self._read_interaction(req, unit)
         path = req.path
+        if path in (["metadata"], ["_history"]):  # these exist, for reading only: 405, not 404 "unknown type"
+            raise MethodNotAllowed(f"{req.method} is not allowed on {path[0]}; only GET is")
         self._check_type(path)
         if req.method == "POST" and len(path) == 1:
             return self.create(unit, req)
@@ -145,9 +147,11 @@ class FhirService:
             if not params["_count"].isdigit():
                 raise BadRequest(f"_count must be a whole number, not {params['_count']!r}")
             count = min(int(params["_count"]), self.settings.max_history)
-        versions = self.repository.history(req.session, resource_type, resource_id, since, count)
+        # one more than the page tells whether the page is all there is: Bundle.total counts every version
+        versions = self.repository.history(req.session, resource_type, resource_id, since, count + 1)
+        total = len(versions) if len(versions) <= count else None
         path = "/".join(req.path)
-        return FhirResponse(200, history_bundle(req.base_url, f"{req.base_url}/{path}", versions))
+        return FhirResponse(200, history_bundle(req.base_url, f"{req.base_url}/{path}", versions[:count], total))
 
     def search(
         self,
@@ -184,10 +188,12 @@ class FhirService:
         """create (http.html#create), conditional with If-None-Exist (http.html#ccreate)."""
         resource_type = req.path[0]
         resource = _resource_body(req, resource_type)
-        if req.if_none_exist:
-            ids = self.find(unit, req, resource_type, req.if_none_exist)
+        # fhirpy's get_or_create() sends POST [type]?criteria instead of If-None-Exist: the same conditional create
+        criteria = req.if_none_exist or _criteria(req.query)
+        if criteria:
+            ids = self.find(unit, req, resource_type, criteria)
             if len(ids) > 1:
-                raise PreconditionFailed(f"If-None-Exist {req.if_none_exist!r} matches more than one {resource_type}")
+                raise PreconditionFailed(f"the criteria {criteria!r} match more than one {resource_type}")
             if ids:
                 return _resource_response(200, unit.read(resource_type, ids[0]), req)
         stored = unit.create(resource, url=req.url, request=resource)
@@ -205,7 +211,7 @@ class FhirService:
         """conditional update (http.html#cond-update): 0 matches create, 1 updates, more is 412."""
         resource_type = req.path[0]
         resource = _resource_body(req, resource_type)
-        query = "&".join(f"{k}={v}" for k, v in req.query)
+        query = _criteria(req.query)
         ids = self.find(unit, req, resource_type, query)
         if len(ids) > 1:
             raise PreconditionFailed(f"the criteria {query!r} match more than one {resource_type}")
@@ -224,7 +230,7 @@ class FhirService:
         """patch (http.html#patch): JSON Patch (RFC 6902), or a JSON merge patch (RFC 7386)."""
         resource_type = req.path[0]
         if len(req.path) == 1:
-            query = "&".join(f"{k}={v}" for k, v in req.query)
+            query = _criteria(req.query)
             ids = self.find(unit, req, resource_type, query)
             if len(ids) != 1:
                 raise (PreconditionFailed if ids else NotFound)(
@@ -252,7 +258,7 @@ class FhirService:
     def conditional_delete(self, unit: Unit, req: FhirRequest) -> FhirResponse:
         """conditional delete (http.html#cdelete): one match is deleted; several is 412 (single mode)."""
         resource_type = req.path[0]
-        query = "&".join(f"{k}={v}" for k, v in req.query)
+        query = _criteria(req.query)
         ids = self.find(unit, req, resource_type, query)
         if len(ids) > 1:
             raise PreconditionFailed(f"the criteria {query!r} match more than one {resource_type}")
@@ -261,6 +267,12 @@ class FhirService:
                 200, operation_outcome("information", "informational", "nothing matched; nothing deleted")
             )
         return self.delete(unit, req, resource_type, ids[0])
+
+
+def _criteria(query: list[tuple[str, str]]) -> str:
+    """A conditional interaction's search criteria from its URL, encoded again: the decoded values may hold
+    ``&``, ``+`` or ``%`` (``identifier=sys|a+b``), which a plain join would change when ``find`` parses them."""
+    return urlencode([(k, v) for k, v in query if k not in ("_format", "_pretty")], safe=":/|,$")
 
 
 def _with_body(req: FhirRequest, body: dict[str, Any]) -> FhirRequest:

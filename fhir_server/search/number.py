@@ -2,14 +2,15 @@
 
 A search number is a range by its written precision (``100`` is [99.5, 100.5)); a stored number is a point v.
 eq: v in S; gt/lt compare with the number itself; ge/le include S; sa/eb lie wholly above/below S; ap is
-within 10% of the value.
+eq or within 10% of the value.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, not_
+from sqlalchemy import ColumnElement, and_, func, not_, or_
 
 from ..storage.schema import idx_number
 from .paths import Node
@@ -38,12 +39,16 @@ def number_matches(prefix: str, s: NumberRange, v: float) -> bool:
     if prefix == "eb":
         return v < s.low
     low, high = _approximate(s)
-    return low <= v <= high
+    # eq's range or the closed 10% band: the band must not close eq's open end (ap1 does not match 1.5)
+    return s.low <= v < s.high or low <= v <= high
 
 
 def _approximate(s: NumberRange) -> tuple[float, float]:
-    slack = abs(s.value) * 0.1
-    return min(s.low, s.value - slack), max(s.high, s.value + slack)
+    """10% of the number either side, computed in decimal: in floats 0.6 + 0.06 is 0.6599999999999999, and
+    ap0.6 would miss a stored 0.66. ``repr`` gives back the digits the number was parsed from."""
+    value = Decimal(repr(s.value))
+    slack = abs(value) / 10
+    return float(value - slack), float(value + slack)
 
 
 def number_clause(column: Any, prefix: str, s: NumberRange) -> ColumnElement[bool]:
@@ -65,7 +70,7 @@ def number_clause(column: Any, prefix: str, s: NumberRange) -> ColumnElement[boo
     if prefix == "eb":
         return column < s.low
     low, high = _approximate(s)
-    return and_(column >= low, column <= high)
+    return or_(and_(column >= s.low, column < s.high), and_(column >= low, column <= high))
 
 
 class NumberType:

@@ -18,6 +18,8 @@ __all__ = ["PageLimits", "parse_search"]
 # Parameters that control the result, not the match (R4 search.html#return), and ones we accept and ignore.
 _RESULT_PARAMS = {"_count", "_offset", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total"}
 _HARMLESS = {"_format", "_pretty", "_totalMethod"}  # _totalMethod: fhirpy sends it (an Aidbox parameter)
+# R4 puts :iterate on the parameter name (_include:iterate=Patient:link); STU3 called it :recurse
+_ITERATED = {f"{n}:{m}" for n in ("_include", "_revinclude") for m in ("iterate", "recurse")}
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,11 @@ def parse_search(
             _result_param(request, name, value, registry, limits)
             request.used.append((name, value))
             continue
+        if name in _ITERATED:
+            include = _include(name.partition(":")[0], value, resource_type, registry)
+            request.includes.append(replace(include, iterate=True))
+            request.used.append((name, value))
+            continue
         if name.startswith("_has:"):
             request.has.append(_has_filter(name, value, registry, ctx))
             request.used.append((name, value))
@@ -65,12 +72,14 @@ def _filter(
     resource_type: str, name: str, value: str, registry: SearchParamRegistry, ctx: SearchContext, strict: bool
 ) -> Filter | None:
     head, _, chain = name.partition(".")
-    code, _, modifier = head.partition(":")
+    code, colon, modifier = head.partition(":")
     param = registry.get(resource_type, code)
     if param is None:
         if strict:
             raise InvalidSearch(f"unknown search parameter {code!r} for {resource_type}", code="not-supported")
         return None
+    if colon and not modifier:  # "code:=x" is malformed, not a plain "code=x"
+        raise InvalidSearch(f"search parameter {name!r} has an empty modifier")
     mod = modifier or None
     if chain:
         return _chained(param, mod, chain, value, registry, ctx, strict)
@@ -137,8 +146,8 @@ def _chained(
 
 
 def _has_filter(name: str, value: str, registry: SearchParamRegistry, ctx: SearchContext) -> HasFilter:
-    parts = name.split(":")
-    if len(parts) != 4:
+    parts = name.split(":", 3)  # the parameter may carry a modifier of its own (_has:Condition:subject:code:text)
+    if len(parts) != 4 or not parts[3]:
         raise InvalidSearch(f"{name!r} must be _has:Type:reference:parameter")
     _, source_type, ref_code, inner_name = parts
     if source_type not in registry.resource_types:

@@ -31,7 +31,21 @@ class Node(NamedTuple):
     fhir_type: str | None = None
 
 
-PathFn = Callable[[dict[str, Any]], list[Node]]
+class PathFn:
+    """A compiled path: call it on a resource for the nodes it reaches. ``requires`` is the set of top-level
+    keys of which the resource must have one for the path to reach anything (None when it cannot say), so a
+    caller can skip the call for the many parameters a resource has no element for."""
+
+    __slots__ = ("evaluate", "requires")
+
+    def __init__(self, evaluate: Callable[[dict[str, Any]], list[Node]], requires: frozenset[str] | None):
+        self.evaluate = evaluate
+        self.requires = requires
+
+    def __call__(self, resource: dict[str, Any]) -> list[Node]:
+        return self.evaluate(resource)
+
+
 Step = Callable[[list[Node]], list[Node]]
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -55,21 +69,24 @@ def compile_expression(expression: str, resource_type: str) -> PathFn:
         UnsupportedExpression: when a part uses FHIRPath outside the subset.
     """
     if expression.strip() == _DECEASED:
-        return _deceased
+        return PathFn(_deceased, None)
     parts = [p for p in _split_union(expression) if _applies(p, resource_type)]
     compiled = [_compile_part(p) for p in parts]
     if not compiled:
         raise UnsupportedExpression(f"no part of {expression!r} applies to {resource_type}")
     if len(compiled) == 1:
         return compiled[0]
+    requirements = [fn.requires for fn in compiled]
+    requires = None if None in requirements else frozenset().union(*requirements)  # type: ignore[arg-type]
+    functions = [fn.evaluate for fn in compiled]
 
     def evaluate(resource: dict[str, Any]) -> list[Node]:
         out: list[Node] = []
-        for fn in compiled:
+        for fn in functions:
             out.extend(fn(resource))
         return out
 
-    return evaluate
+    return PathFn(evaluate, requires)
 
 
 def _deceased(resource: dict[str, Any]) -> list[Node]:
@@ -133,17 +150,13 @@ def _compile_part(part: str) -> PathFn:
                 part = part[1:i]
                 break
     text = ".".join([part, *[t for t in tail if t]])
-    steps = _compile_steps(text)
+    tokens = _tokens(text)
     if as_type:
-        steps.append(_of_type(as_type))
-
-    first = _first_field(text)
-    first_is_choice = first is not None and first in _choice_names()
-
+        tokens.append(("oftype", as_type))
+    tokens = _fuse_choice_types(tokens)
+    steps = [_step(token) for token in tokens]
+    # the element the path starts with: when the resource lacks it (most parameters), answer without walking
     def evaluate(resource: dict[str, Any]) -> list[Node]:
-        # most parameters name an element the resource does not have: answer those without walking
-        if first is not None and first not in resource and not first_is_choice:
-            return []
         nodes = [Node(resource, resource.get("resourceType"))]
         for step in steps:
             nodes = step(nodes)
@@ -151,16 +164,27 @@ def _compile_part(part: str) -> PathFn:
                 break
         return nodes
 
-    return evaluate
+    return PathFn(evaluate, _required_keys(tokens))
 
 
-def _first_field(text: str) -> str | None:
-    parts = text.split(".")
-    return parts[1] if len(parts) > 1 and re.fullmatch(_IDENT, parts[1]) else None
+Token = tuple[Any, ...]
 
 
-def _compile_steps(text: str) -> list[Step]:
-    steps: list[Step] = []
+def _required_keys(tokens: list[Token]) -> frozenset[str] | None:
+    """The top-level keys of which a resource needs one for the path to reach anything (None: no such set)."""
+    head = tokens[0] if tokens else None
+    if head is None:
+        return None
+    if head[0] == "key":
+        return frozenset({head[1]})
+    if head[0] == "field":
+        return frozenset({head[1], *(key for key, _ in _choice_keys().get(head[1], ()))})
+    return None
+
+
+def _tokens(text: str) -> list[Token]:
+    """``Observation.value.ofType(Quantity)`` -> [("field", "value", None), ("oftype", "Quantity")]."""
+    tokens: list[Token] = []
     pos = 0
     first = True
     while pos < len(text):
@@ -172,20 +196,59 @@ def _compile_steps(text: str) -> list[Step]:
                 raise UnsupportedExpression(f"{text!r} must start with a type name")
             first = False  # the resource type itself
         elif match.group("where_resolve"):
-            steps.append(_reference_to(match.group("rtype")))
+            tokens.append(("resolve", match.group("rtype")))
         elif match.group("where_eq"):
-            steps.append(_where_equals(match.group("wfield"), match.group("wvalue")))
+            tokens.append(("where", match.group("wfield"), match.group("wvalue")))
         elif match.group("oftype"):
-            steps.append(_of_type(match.group("otype")))
+            tokens.append(("oftype", match.group("otype")))
         else:
             index = match.group("index")
-            steps.append(_child(match.group("field"), int(index) if index is not None else None))
+            tokens.append(("field", match.group("field"), int(index) if index is not None else None))
         pos = match.end()
         if pos < len(text):
             if text[pos] != ".":
                 raise UnsupportedExpression(f"cannot compile {text!r} at {text[pos:]!r}")
             pos += 1
-    return steps
+    return tokens
+
+
+def _fuse_choice_types(tokens: list[Token]) -> list[Token]:
+    """``value`` then ``ofType(Quantity)`` is the one JSON key ``valueQuantity``: look it up directly."""
+    fused: list[Token] = []
+    for token in tokens:
+        if token[0] == "oftype" and fused and fused[-1][0] == "field" and fused[-1][2] is None:
+            name = fused[-1][1]
+            wanted = token[1][0].upper() + token[1][1:]
+            if any(key == name + wanted for key, _ in _choice_keys().get(name, ())):
+                fused[-1] = ("key", name + wanted, token[1][0].lower() + token[1][1:])
+                continue
+        fused.append(token)
+    return fused
+
+
+def _step(token: Token) -> Step:
+    kind = token[0]
+    if kind == "field":
+        return _child(token[1], token[2])
+    if kind == "key":
+        return _choice_key(token[1], token[2])
+    if kind == "oftype":
+        return _of_type(token[1])
+    if kind == "resolve":
+        return _reference_to(token[1])
+    return _where_equals(token[1], token[2])
+
+
+def _choice_key(key: str, fhir_type: str) -> Step:
+    def step(nodes: list[Node]) -> list[Node]:
+        out: list[Node] = []
+        for node in nodes:
+            obj = node.value
+            if isinstance(obj, dict) and key in obj:
+                out.extend(Node(v, fhir_type) for v in _as_list(obj[key]))
+        return out
+
+    return step
 
 
 @cache
@@ -213,10 +276,6 @@ def _choice_keys() -> dict[str, tuple[tuple[str, str], ...]]:
 
 
 _ALIAS_OR_CHOICE = re.compile(r'alias="(?P<alias>[A-Za-z]+)"|"one_of_many": "(?P<choice>[A-Za-z]+)"')
-
-
-def _choice_names() -> frozenset[str]:
-    return frozenset(_choice_keys())
 
 
 def _child(name: str, index: int | None) -> Step:

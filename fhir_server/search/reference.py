@@ -15,7 +15,7 @@ from .paths import Node
 from .text import split_escaped, unescape
 from .types import IndexRow, SearchContext
 
-__all__ = ["ParsedReference", "ReferenceType", "parse_reference"]
+__all__ = ["ParsedReference", "ReferenceType", "localise", "parse_reference"]
 
 _RELATIVE_RE = re.compile(r"^(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
@@ -40,6 +40,21 @@ def parse_reference(reference: str, base_url: str | None = None) -> ParsedRefere
     if "://" in reference and len(tail) >= 2 and _RELATIVE_RE.match("/".join(tail[-2:])):
         return ParsedReference(tail[-2], tail[-1], reference)
     return ParsedReference(None, None, reference)
+
+
+def localise(row: IndexRow, base_url: str) -> IndexRow:
+    """``row`` as the local reference it is when its URL is this server's own (``base_url``'s origin).
+
+    Clients copy the absolute ``fullUrl`` a searchset gives them into references; those must index as
+    ``Type/id`` so that every reference form, chaining, compartments and includes find them.
+    """
+    url = row["url"]
+    if url is None or "://" not in url:
+        return row
+    parsed = parse_reference(url, base_url)
+    if parsed.url is not None:
+        return row
+    return {**row, "target_type": parsed.target_type, "target_id": parsed.target_id, "url": None}
 
 
 def _make_local(reference: str, base_url: str) -> str:

@@ -27,7 +27,7 @@ def make_engine(database: str | Path) -> Engine:
 
             kwargs["poolclass"] = StaticPool
         else:
-            kwargs["pool_size"] = 32
+            kwargs["pool_size"] = 8
             kwargs["max_overflow"] = 32
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -40,7 +40,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA cache_size=-131072")  # 128 MiB page cache
-    cursor.execute("PRAGMA mmap_size=1073741824")
+    cursor.execute("PRAGMA cache_size=-16384")  # 16 MiB per connection: the OS page cache (mmap) is shared
+    cursor.execute("PRAGMA mmap_size=4294967296")
     cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()

@@ -13,19 +13,20 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from operator import itemgetter
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 
 from .. import jsonio
-from ..errors import BadRequest, Conflict, Gone, MethodNotAllowed, NotFound, PreconditionFailed
+from ..errors import BadRequest, Conflict, Gone, InvalidResource, MethodNotAllowed, NotFound, PreconditionFailed
 from ..search.execute import SearchResult, execute_search
 from ..search.indexer import Indexer
 from ..search.request import SearchRequest
 from ..search.types import SearchContext
 from ..searchparams import SearchParamRegistry
 from ..validation import validate_resource
+from .bulk import PreparedRows, insert_many, prepare_rows, store_rows
 from .records import SessionInfo, Stored, WriteLogEntry, format_instant
 from .schema import BASE_SESSION, INDEX_TABLES, history, resources, sessions, write_log
 
@@ -48,7 +49,8 @@ class Repository:
         self.indexer = Indexer(registry, base_url)
         # SQLite allows one writer: serialise write units here rather than spin on SQLITE_BUSY
         self._write_lock = threading.RLock()
-        self._sessions: dict[str, SessionInfo] = {}
+        # the base population is a session too, for loaders; it has no row and cannot be created or deleted
+        self._sessions: dict[str, SessionInfo] = {BASE_SESSION: SessionInfo(BASE_SESSION, None, datetime.now(UTC))}
         with self.engine.begin() as conn:
             if self._load_session(conn, DEFAULT_SESSION) is None:
                 self._insert_session(conn, SessionInfo(DEFAULT_SESSION, None, datetime.now(UTC), "shared default"))
@@ -73,14 +75,27 @@ class Repository:
 
     def delete_session(self, session_id: str) -> None:
         """Delete a session and only its own rows."""
-        if session_id == DEFAULT_SESSION:
-            raise MethodNotAllowed("the default session cannot be deleted")
+        if session_id in (DEFAULT_SESSION, BASE_SESSION):
+            raise MethodNotAllowed(f"the {'default session' if session_id else 'base population'} cannot be deleted")
         self.session(session_id)
         with self._write_lock, self.engine.begin() as conn:
             for table in (resources, history, write_log, *INDEX_TABLES.values()):
                 conn.execute(delete(table).where(table.c.session == session_id))
             conn.execute(delete(sessions).where(sessions.c.id == session_id))
         self._sessions.pop(session_id, None)
+
+    def reset_sessions(self) -> int:
+        """Delete every session's rows (what earlier runs left) and start a fresh default session; the base
+        population is untouched. Costs time in proportion to those sessions' writes. Returns how many went."""
+        with self._write_lock, self.engine.begin() as conn:
+            gone = len(conn.execute(select(sessions.c.id).where(sessions.c.id != DEFAULT_SESSION)).all())
+            for table in (resources, history, write_log, *INDEX_TABLES.values()):
+                # "> ''" rather than "!= ''": a range the session-leading indexes serve
+                conn.execute(delete(table).where(table.c.session > BASE_SESSION))
+            conn.execute(delete(sessions))
+            self._sessions = {BASE_SESSION: self._sessions[BASE_SESSION]}
+            self._insert_session(conn, SessionInfo(DEFAULT_SESSION, None, datetime.now(UTC), "shared default"))
+        return gone
 
     def session(self, session_id: str) -> SessionInfo:
         """The session ``session_id``. Raises NotFound."""
@@ -154,6 +169,9 @@ class Repository:
                 for row in conn.execute(query):
                     out[(row.type, row.id, row.version)] = _stored(row)
         if resource_id is not None and not out:
+            if since is not None:  # no version since ``since`` is an empty history, unless it never existed
+                self.history(session, resource_type, resource_id)
+                return []
             raise NotFound(f"{resource_type}/{resource_id} is not known")
         ordered = sorted(out.values(), key=lambda s: (s.last_updated, s.version), reverse=True)
         return ordered[:limit]
@@ -185,41 +203,27 @@ class Repository:
     # -- writes ---------------------------------------------------------------------------------------------
 
     @contextmanager
-    def unit(self, session: str) -> Iterator[Unit]:
-        """A write transaction in ``session``: everything in it is stored, or nothing is."""
+    def unit(self, session: str, base_url: str | None = None) -> Iterator[Unit]:
+        """A write transaction in ``session``: everything in it is stored, or nothing is. ``base_url`` is the
+        FHIR base the writes came to (references to it are indexed as local)."""
         info = self.session(session)
         with self._write_lock, self.engine.begin() as conn:
-            yield Unit(self, conn, info)
+            yield Unit(self, conn, info, base_url)
 
     def bulk_load(self, items: Iterable[dict[str, Any]], session: str = BASE_SESSION, batch: int = 2000) -> int:
         """Load trusted resources (ids set, already valid) fast: no validation, no history, no write log."""
-        count = 0
         moment = format_instant(datetime.now(UTC))
+        return self.store_prepared(
+            prepare_rows(self.indexer, chunk, session, moment) for chunk in _chunks(iter(items), batch)
+        )
+
+    def store_prepared(self, batches: Iterable[PreparedRows]) -> int:
+        """Store rows prepared by ``prepare_rows`` (possibly in other processes), all in one transaction."""
+        count = 0
         with self._write_lock, self.engine.begin() as conn:
-            pending: list[dict[str, Any]] = []
-            index_rows: dict[str, list[dict[str, Any]]] = {k: [] for k in INDEX_TABLES}
-            for resource in items:
-                meta = resource.setdefault("meta", {})
-                version = int(meta.get("versionId", 1))
-                meta["versionId"] = str(version)
-                meta["lastUpdated"] = _normal_instant(meta.get("lastUpdated"), moment)
-                pending.append(
-                    {
-                        "type": resource["resourceType"],
-                        "session": session,
-                        "id": resource["id"],
-                        "version": version,
-                        "last_updated": meta["lastUpdated"],
-                        "deleted": False,
-                        "content": jsonio.dumps(resource),
-                    }
-                )
-                for kind, rows in self.indexer.rows(session, resource).items():
-                    index_rows[kind].extend(rows)
-                count += 1
-                if len(pending) >= batch:
-                    _flush(conn, pending, index_rows)
-            _flush(conn, pending, index_rows)
+            for prepared in batches:
+                store_rows(conn, prepared)
+                count += len(prepared)
         return count
 
     def analyze(self) -> None:
@@ -228,47 +232,20 @@ class Repository:
             conn.execute(text("ANALYZE"))
 
 
-def _normal_instant(value: Any, default: str) -> str:
-    """lastUpdated in the one stored format (UTC, milliseconds), so instants compare as text."""
-    if not isinstance(value, str):
-        return default
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return default
-    return format_instant(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
-
-
-def _flush(conn: Connection, pending: list[dict[str, Any]], index_rows: dict[str, list[dict[str, Any]]]) -> None:
-    if pending:
-        insert_many(conn, resources, pending)
-        pending.clear()
-    for kind, rows in index_rows.items():
-        if rows:
-            insert_many(conn, INDEX_TABLES[kind], rows)
-            rows.clear()
-
-
-def insert_many(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
-    """INSERT many rows; on SQLite straight through the driver with tuples (SQLAlchemy's per-row parameter
-    processing costs more than the insert itself on bulk loads)."""
-    if conn.dialect.name != "sqlite":
-        conn.execute(insert(table), rows)
-        return
-    columns = [c.name for c in table.columns if c.name in rows[0]]
-    getter = itemgetter(*columns)
-    statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-    conn.exec_driver_sql(statement, [getter(row) for row in rows])
+def _chunks(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    while chunk := list(islice(items, size)):
+        yield chunk
 
 
 class Unit:
     """Writes in one database transaction, in one session. Reads through it see its own writes."""
 
-    def __init__(self, repository: Repository, conn: Connection, info: SessionInfo):
+    def __init__(self, repository: Repository, conn: Connection, info: SessionInfo, base_url: str | None = None):
         self.repository = repository
         self.conn = conn
         self.session = info.id
         self.info = info
+        self.base_url = base_url
 
     def read(self, resource_type: str, resource_id: str) -> Stored:
         return _read(self.conn, self.session, resource_type, resource_id)
@@ -343,7 +320,13 @@ class Unit:
         moment = format_instant(self.info.clock())
         content = None
         if resource is not None:
-            meta = dict(resource.get("meta") or {})
+            meta = resource.get("meta") or {}
+            if not isinstance(meta, dict):  # meta is rebuilt here, so validation below would never see it
+                raise InvalidResource(
+                    f"{resource_type} is not valid R4: {resource_type}.meta must be an object, not {meta!r}",
+                    expression=[f"{resource_type}.meta"],
+                )
+            meta = dict(meta)
             meta.pop("versionId", None)
             meta.pop("lastUpdated", None)
             rest = {k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}
@@ -397,8 +380,10 @@ class Unit:
         else:
             conn.execute(insert(resources).values(**row))
         if resource is not None:
-            for kind, rows in self.repository.indexer.rows(self.session, resource).items():
+            for kind, rows in self.repository.indexer.rows(self.session, resource, self.base_url).items():
                 insert_many(conn, INDEX_TABLES[kind], rows)
+        if self.session == BASE_SESSION:  # loading the population is not an episode's write
+            return Stored(resource_type, resource_id, version, moment, resource is None, content, method)
         conn.execute(
             insert(write_log).values(
                 session=self.session,
