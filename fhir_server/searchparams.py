@@ -40,13 +40,17 @@ class SearchParamRegistry:
     resource_types: list[str]
     params: dict[str, dict[str, SearchParam]]
     compartment: dict[str, tuple[str, ...]]
-    unsupported: list[tuple[str, str, str]]
+    unsupported: dict[tuple[str, str], str]  # (type, code) -> why it is not searchable
 
     def for_type(self, resource_type: str) -> dict[str, SearchParam]:
         return self.params.get(resource_type, {})
 
     def get(self, resource_type: str, code: str) -> SearchParam | None:
         return self.params.get(resource_type, {}).get(code)
+
+    def why_unsupported(self, resource_type: str, code: str) -> str | None:
+        """Why an R4 parameter of ``resource_type`` is not searchable here (None if it is, or is not R4)."""
+        return self.unsupported.get((resource_type, code))
 
 
 def _served_types() -> list[str]:
@@ -65,7 +69,7 @@ def registry() -> SearchParamRegistry:
     types = _served_types()
     served = set(types)
     params: dict[str, dict[str, SearchParam]] = {t: {} for t in types}
-    unsupported: list[tuple[str, str, str]] = []
+    unsupported: dict[tuple[str, str], str] = {}
     for entry in search_parameter_bundle()["entry"]:
         definition = entry["resource"]
         bases = definition.get("base", [])
@@ -73,12 +77,15 @@ def registry() -> SearchParamRegistry:
         for resource_type in applies:
             code, kind = definition["code"], definition["type"]
             if kind not in SUPPORTED_KINDS:
-                unsupported.append((resource_type, code, f"{kind} parameters are not supported"))
+                unsupported[(resource_type, code)] = f"{kind} parameters are not supported"
+                continue
+            if not definition.get("expression"):
+                unsupported[(resource_type, code)] = "it has no expression to index (full-text or named-query search)"
                 continue
             try:
-                path = compile_expression(definition.get("expression") or "", resource_type)
+                path = compile_expression(definition["expression"], resource_type)
             except UnsupportedExpression as exc:
-                unsupported.append((resource_type, code, str(exc)))
+                unsupported[(resource_type, code)] = str(exc)
                 continue
             params[resource_type][code] = SearchParam(
                 code=code,

@@ -68,6 +68,18 @@ def visible(resource_type: str | None, session: str, table: Any = resources) -> 
     return condition
 
 
+def _current_index_rows(table: Any, session: str) -> ColumnElement[bool]:
+    """Index rows (of an alias ``table``) of the versions ``session`` sees: a base row counts only while the
+    session has no row of its own for that resource, since an update or a delete there shadows it."""
+    t = table.c
+    condition = t.session.in_(sessions_of(session))
+    if session != BASE_SESSION:
+        own = resources.alias("own")
+        shadowed = exists(select(own.c.id).where(own.c.type == t.type, own.c.session == session, own.c.id == t.id))
+        condition = and_(condition, or_(t.session == session, not_(shadowed)))
+    return condition
+
+
 class _Compiler:
     def __init__(self, registry: SearchParamRegistry, session: str, ctx: SearchContext):
         self.registry = registry
@@ -294,9 +306,7 @@ def _includes(
             if inc.param is not None:
                 condition = and_(condition, ref.c.param == inc.param)
             query = (
-                select(*column_pair)
-                .where(condition, ref.c.url.is_(None), ref.c.session.in_(sessions_of(session)))
-                .distinct()
+                select(*column_pair).where(condition, ref.c.url.is_(None), _current_index_rows(ref, session)).distinct()
             )
             wanted.update((row[0], row[1]) for row in conn.execute(query) if (row[0], row[1]) not in seen)
         if not wanted:

@@ -75,6 +75,13 @@ def _filter(
     code, colon, modifier = head.partition(":")
     param = registry.get(resource_type, code)
     if param is None:
+        reason = registry.why_unsupported(resource_type, code)
+        if reason is not None:  # an R4 parameter we cannot evaluate: ignoring it would return wrong matches
+            raise InvalidSearch(
+                f"search parameter {code!r} of {resource_type} is not supported by this server ({reason}); "
+                "search its components separately",
+                code="not-supported",
+            )
         if strict:
             raise InvalidSearch(f"unknown search parameter {code!r} for {resource_type}", code="not-supported")
         return None

@@ -155,6 +155,7 @@ def _compile_part(part: str) -> PathFn:
         tokens.append(("oftype", as_type))
     tokens = _fuse_choice_types(tokens)
     steps = [_step(token) for token in tokens]
+
     # the element the path starts with: when the resource lacks it (most parameters), answer without walking
     def evaluate(resource: dict[str, Any]) -> list[Node]:
         nodes = [Node(resource, resource.get("resourceType"))]

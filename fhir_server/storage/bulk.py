@@ -56,9 +56,7 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _prepare(
-    indexer: Indexer, items: list[dict[str, Any]], session: str, moment: str, prepared: PreparedRows
-) -> None:
+def _prepare(indexer: Indexer, items: list[dict[str, Any]], session: str, moment: str, prepared: PreparedRows) -> None:
     for resource in items:
         meta = resource.setdefault("meta", {})
         version = int(meta.get("versionId", 1))

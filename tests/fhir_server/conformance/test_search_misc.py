@@ -6,11 +6,14 @@ session isolation.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
+from conftest import LiveServer
+from fhir_sandbox.fhir_server.settings import ServerSettings
 
 from .search_support import SearchSession, SessionFactory
 
@@ -187,6 +190,23 @@ def test_bad_searches_are_400_with_an_operation_outcome(s: SearchSession, path: 
     s.error(path, params)
 
 
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("Observation", {"code-value-quantity": "http://loinc.org|1234-5$gt5"}),  # composite
+        ("Location", {"near": "42.25|-83.69|10|km"}),  # special
+        ("Patient", {"_text": "diabetes"}),  # full text
+    ],
+)
+def test_r4_parameters_the_server_cannot_evaluate_are_400_not_ignored(
+    s: SearchSession, path: str, params: dict[str, str]
+) -> None:
+    # ignoring them, as unknown parameters are, would answer with every resource of the type
+    outcome = s.error(path, params)
+    assert outcome["issue"][0]["code"] == "not-supported"
+    assert next(iter(params)) in outcome["issue"][0]["diagnostics"]
+
+
 def test_unknown_resource_type_is_404(s: SearchSession) -> None:
     s.error("Shoe", {"size": "42"}, status=404)
 
@@ -226,6 +246,10 @@ def test_patient_compartment(s: SearchSession) -> None:
     # o3's performer is p1: the Observation is in p1's compartment too (CompartmentDefinition: subject, performer)
     assert s.ids("Patient/p1/Observation") == {"o1", "o2", "o3"}
     assert s.ids("Patient/p1/Observation", {"code": "1234-5"}) == {"o1", "o3"}
+    # negated and missing-value filters inside a patient's scope
+    assert s.ids("Patient/p1/Observation", {"code:not": "1234-5"}) == {"o2"}
+    assert s.ids("Observation", {"patient": "p1", "code:not": "1234-5"}) == {"o2"}
+    assert s.ids("Patient/p1/Observation", {"performer:missing": "true"}) == {"o2"}
     assert s.ids("Patient/p2/Observation") == {"o3"}
     assert s.ids("Patient/p1/Condition") == {"c1"}
     assert s.ids("Patient/nobody/Observation") == set()
@@ -290,3 +314,78 @@ def test_resources_of_another_session_never_match(new_session: SessionFactory, l
     # nor does the shared default session see either
     default = httpx.get(f"{live_server.url}/fhir/Observation", params={"code": "7777-7"}).json()
     assert default["total"] == 0
+
+
+# -- sessions over a base population ---------------------------------------------------------------------------
+
+POPULATION = [
+    {"resourceType": "Patient", "id": "A", "name": [{"family": "Alpha"}]},
+    {"resourceType": "Patient", "id": "B", "name": [{"family": "Beta"}]},
+    {"resourceType": "Patient", "id": "C", "name": [{"family": "Gamma"}]},
+    _observation("o1", "Patient/A", "1111-1"),
+    _observation("o2", "Patient/A", "2222-2"),
+    _observation("o3", "Patient/C", "2222-2"),
+]
+
+
+@pytest.fixture(scope="module")
+def overlays(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SearchSession, SearchSession]]:
+    """Two sessions over a base population, on a private server (base data would leak into other tests).
+    The first updates o1 (now Beta's, another code), deletes o2 and deletes Patient C; the second only reads."""
+    database = tmp_path_factory.mktemp("overlay") / "fhir.db"
+    with LiveServer(ServerSettings(database=str(database))) as server:
+        server.repository.bulk_load([dict(r) for r in POPULATION])
+        sessions = []
+        for name in ("edited", "untouched"):
+            response = httpx.post(f"{server.url}/sessions", json={"id": name})
+            assert response.status_code == 201, response.text
+            sessions.append(SearchSession(server.url, name, response.json()["fhir_base_url"]))
+        edited, untouched = sessions
+        assert edited.http.put("Observation/o1", json=_observation("o1", "Patient/B", "3333-3")).status_code == 200
+        edited.delete("Observation/o2")
+        edited.delete("Patient/C")
+        yield edited, untouched
+        for session in sessions:
+            session.http.close()
+
+
+def _included(s: SearchSession, path: str, params: dict[str, str]) -> list[str]:
+    bundle = s.search(path, params)
+    return sorted(e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == "include")
+
+
+def test_writes_in_a_session_shadow_the_base_population(overlays: tuple[SearchSession, SearchSession]) -> None:
+    edited, _ = overlays
+    assert edited.ids("Observation", {"code": "1111-1"}) == set()  # the base version of o1 no longer matches
+    assert edited.ids("Observation", {"code": "3333-3"}) == {"o1"}
+    assert edited.ids("Observation", {"code": "2222-2"}) == {"o3"}  # o2 deleted
+    assert edited.ids("Observation", {"patient": "A"}) == set()
+    assert edited.ids("Observation", {"patient": "B"}) == {"o1"}
+    assert edited.ids("Patient/A/Observation") == set()
+    assert edited.ids("Patient/B/Observation") == {"o1"}
+    assert edited.ids("Observation", {"patient.name": "alpha"}) == set()
+    assert edited.ids("Observation", {"patient.name": "beta"}) == {"o1"}
+    assert edited.ids("Observation", {"patient.name": "gamma"}) == set()  # C deleted
+    assert edited.ids("Patient", {"_has:Observation:patient:code": "1111-1"}) == set()
+    assert edited.ids("Patient", {"_has:Observation:patient:code": "2222-2"}) == set()
+    assert edited.ids("Patient", {"name": "gamma"}) == set()
+    assert edited.match_ids("Observation", {"_sort": "code"}) == ["o3", "o1"]
+
+
+def test_includes_follow_the_version_the_session_sees(overlays: tuple[SearchSession, SearchSession]) -> None:
+    edited, untouched = overlays
+    assert _included(edited, "Observation", {"_id": "o1", "_include": "Observation:patient"}) == ["B"]
+    assert _included(edited, "Patient", {"_id": "A", "_revinclude": "Observation:patient"}) == []
+    assert _included(edited, "Patient", {"_id": "B", "_revinclude": "Observation:patient"}) == ["o1"]
+    assert _included(edited, "Observation", {"_id": "o3", "_include": "Observation:patient"}) == []  # C deleted
+    assert _included(untouched, "Observation", {"_id": "o1", "_include": "Observation:patient"}) == ["A"]
+    assert _included(untouched, "Patient", {"_id": "A", "_revinclude": "Observation:patient"}) == ["o1", "o2"]
+
+
+def test_another_session_still_sees_the_base_population(overlays: tuple[SearchSession, SearchSession]) -> None:
+    _, untouched = overlays
+    assert untouched.ids("Observation", {"code": "1111-1"}) == {"o1"}
+    assert untouched.ids("Observation", {"patient": "A"}) == {"o1", "o2"}
+    assert untouched.ids("Patient/C/Observation") == {"o3"}
+    assert untouched.ids("Observation", {"patient.name": "gamma"}) == {"o3"}
+    assert untouched.ids("Patient", {"_has:Observation:patient:code": "2222-2"}) == {"A", "C"}

@@ -117,6 +117,15 @@ def test_number_missing_and_and(s: SearchSession) -> None:
     assert s.ids("RiskAssessment", [("probability", "ge99"), ("probability", "lt100")]) == {"99.6", "99.5", "99.4"}
 
 
+def test_ap_edges(new_session: SessionFactory) -> None:
+    values = {"a": 0.54, "b": 0.66, "c": 0.67, "d": 1.5, "e": 1.1, "f": 0.5}
+    s = new_session([_risk(rid, value) for rid, value in values.items()])
+    # exactly 10% either side matches (0.6 + 0.06 is 0.6599999999999999 in binary floating point)
+    assert s.ids("RiskAssessment", {"probability": "ap0.60"}) == {"a", "b"}
+    # "1" is [0.5, 1.5) and 10% is [0.9, 1.1]: 1.5 is neither
+    assert s.ids("RiskAssessment", {"probability": "ap1"}) == {"a", "b", "c", "e", "f"}
+
+
 @pytest.mark.parametrize("value", ["abc", "1,2x", "NaN", "Infinity", "1.2.3", "gt", "100|x|y"])
 def test_bad_numbers_are_rejected(s: SearchSession, value: str) -> None:
     s.error("RiskAssessment", {"probability": value})

@@ -108,6 +108,13 @@ def test_sort_by_date_and_descending(s: SearchSession) -> None:
     )
 
 
+def test_sort_by_last_updated(s: SearchSession) -> None:
+    for sort, descending in (("_lastUpdated", False), ("-_lastUpdated", True)):
+        bundle = s.search("Observation", {"_sort": sort, "_count": "200"})
+        stamps = [e["resource"]["meta"]["lastUpdated"] for e in bundle["entry"]]
+        assert len(stamps) == 23 and stamps == sorted(stamps, reverse=descending)
+
+
 def test_sort_by_an_unknown_parameter_is_an_error(s: SearchSession) -> None:
     s.error("Patient", {"_sort": "shoe-size"})
 
