@@ -126,7 +126,7 @@ def _transaction(service: Any, unit: Unit, req: FhirRequest, entries: list[dict[
     first_with: dict[str, int] = {}  # fullUrl -> the entry that carries it
     for index, entry in enumerate(entries):
         method = entry["request"]["method"].upper()
-        resource = entry.get("resource")
+        resource: Any = entry.get("resource")  # a dict for POST and PUT (_check_entry made sure)
         full_url = entry.get("fullUrl")
         if full_url and isinstance(resource, dict):
             if full_url in first_with:  # bdl-7: references to it would be ambiguous

@@ -31,8 +31,10 @@ def validate_resource(resource: dict[str, Any]) -> None:
         InvalidResource: naming each failing element by its FHIR path (``Patient.name[0].family``).
     """
     resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str):
+        raise InvalidResource("the resource has no resourceType", expression=["resourceType"])
     try:
-        model = _model(resource_type)  # type: ignore[arg-type]
+        model = _model(resource_type)
     except (KeyError, ValueError, TypeError, AttributeError):
         raise InvalidResource(f"unknown resourceType {resource_type!r}", code="not-supported") from None
     try:

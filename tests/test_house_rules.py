@@ -78,3 +78,8 @@ def test_ruff_lint_is_clean() -> None:
 def test_ruff_format_is_clean() -> None:
     result = _run("ruff", "format", "--check", ".")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_passes_on_the_server() -> None:
+    result = _run("mypy", "fhir_server", "sandbox")
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -37,18 +37,19 @@ sessions = Table(
 )
 
 # The current version of each resource, per session. Deleted resources keep a row (deleted=True, no content).
+# A rowid table with a unique key index: rows hold ~1 KB of JSON, too large for a WITHOUT ROWID b-tree.
 resources = Table(
     "resources",
     metadata,
-    Column("type", String(64), primary_key=True),
-    Column("session", String(64), primary_key=True),
-    Column("id", String(64), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("session", String(64), nullable=False),
+    Column("id", String(64), nullable=False),
     Column("version", Integer, nullable=False),
     Column("last_updated", String(40), nullable=False),
     Column("deleted", Boolean, nullable=False, default=False),
     Column("content", LargeBinary, nullable=True),
-    sqlite_with_rowid=False,
 )
+Index("resources_key", resources.c.type, resources.c.session, resources.c.id, unique=True)
 Index("resources_by_session", resources.c.session, resources.c.type, resources.c.last_updated)
 
 # Superseded versions (the current one is in ``resources``).
