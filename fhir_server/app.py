@@ -50,7 +50,6 @@ def create_app(settings: ServerSettings | None = None, repository: Repository | 
         return f"{origin}/fhir" if session == DEFAULT_SESSION else f"{origin}/sessions/{session}/fhir"
 
     async def fhir(request: Request, session: str, path: str) -> Response:
-        await run_in_threadpool(repository.session, session)  # 404 for an unknown session
         req = await build_request(request, path, session, fhir_base(request, session), settings.max_body_bytes)
         response = await run_in_threadpool(service.handle, req)
         return render(response, req)

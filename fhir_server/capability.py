@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
+from . import jsonio
 from .searchparams import SearchParamRegistry
 from .settings import ServerSettings
 
@@ -34,11 +35,16 @@ _RESULT_PARAMS = [
 ]
 
 
-def capability_statement(registry: SearchParamRegistry, settings: ServerSettings, base_url: str) -> dict[str, Any]:
-    """The statement for a server reached at ``base_url``."""
+def capability_statement(registry: SearchParamRegistry, settings: ServerSettings, base_url: str) -> bytes:
+    """The statement for a server reached at ``base_url``, serialised (it is large and never changes)."""
+    return _serialised(registry, base_url)
+
+
+@lru_cache(maxsize=64)  # one per base URL: the default session's and each live session's
+def _serialised(registry: SearchParamRegistry, base_url: str) -> bytes:
     statement = dict(_statement(registry))
     statement["implementation"] = {"description": f"{SOFTWARE_NAME} FHIR R4 server", "url": base_url}
-    return statement
+    return jsonio.dumps(statement)
 
 
 @cache

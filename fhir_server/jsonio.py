@@ -38,9 +38,29 @@ def loads(text: str | bytes) -> Any:
     if isinstance(text, bytes):
         text = text.decode("utf-8")
     try:
-        return json.loads(text, parse_float=RawDecimal, parse_constant=_reject_constant)
+        value = json.loads(text, parse_float=RawDecimal, parse_constant=_reject_constant)
     except RecursionError:  # a body of [[[[...]]]]: the parser's own limit, not a server fault
         raise ValueError("the JSON is nested too deeply") from None
+    if _depth_exceeds(value, MAX_DEPTH):
+        # every later step (validation, reference rewriting, indexing) walks the body recursively
+        raise ValueError(f"the JSON is nested more than {MAX_DEPTH} levels deep")
+    return value
+
+
+MAX_DEPTH = 128  # real FHIR resources nest a few dozen levels at most
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values() if isinstance(child, dict | list))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item if isinstance(child, dict | list))
+    return False
 
 
 def _reject_constant(name: str) -> Any:

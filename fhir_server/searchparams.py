@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from .definitions import compartment_definition, search_parameter_bundle
-from .search.paths import PathFn, UnsupportedExpression, compile_expression
+from .search.paths import PathFn, UnsupportedExpression, compile_expression, expression_parts
 
 __all__ = ["SearchParam", "SearchParamRegistry", "registry"]
 
@@ -41,6 +41,8 @@ class SearchParamRegistry:
     params: dict[str, dict[str, SearchParam]]
     compartment: dict[str, tuple[str, ...]]
     unsupported: dict[tuple[str, str], str]  # (type, code) -> why it is not searchable
+    # reference parameters through which a Patient reference puts the resource in that patient's compartment
+    patient_links: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def for_type(self, resource_type: str) -> dict[str, SearchParam]:
         return self.params.get(resource_type, {})
@@ -101,4 +103,22 @@ def registry() -> SearchParamRegistry:
         e["code"]: tuple(e.get("param", [])) for e in compartment_definition()["resource"] if e["code"] in served
     }
     compartment["Patient"] = ()
-    return SearchParamRegistry(types, params, compartment, unsupported)
+    links = {t: _patient_links(params[t], compartment.get(t, ()), t) for t in types}
+    return SearchParamRegistry(types, params, compartment, unsupported, links)
+
+
+def _patient_links(params: dict[str, SearchParam], compartment: tuple[str, ...], resource_type: str) -> frozenset[str]:
+    """The compartment's own parameters, and those that narrow one (``Observation.patient`` is
+    ``Observation.subject.where(resolve() is Patient)``, a narrowing of the compartment's ``subject``)."""
+    roots = [
+        part
+        for code in compartment
+        if code in params
+        for part in expression_parts(params[code].expression, resource_type)
+    ]
+    links = set(compartment)
+    for code, param in params.items():
+        parts = expression_parts(param.expression, resource_type)
+        if param.type == "reference" and parts and all(any(p.startswith(r) for r in roots) for p in parts):
+            links.add(code)
+    return frozenset(links)

@@ -48,6 +48,7 @@ class FhirService:
 
     def handle(self, req: FhirRequest) -> FhirResponse:
         """Run one request outside a transaction (writes get a unit of their own)."""
+        self.repository.session(req.session)  # 404 for an unknown session, before anything else
         if req.method in ("GET", "HEAD") or (req.method == "POST" and req.path[-1:] == ["_search"]):
             return self._read_interaction(req, None)
         if req.method == "POST" and not req.path:

@@ -81,10 +81,11 @@ class DateType:
     def extract(self, nodes: list[Node]) -> list[IndexRow]:
         return [{"low": r.low, "high": r.high} for node in nodes for r in stored_ranges(node)]
 
-    def clause(self, value: str, modifier: str | None, ctx: SearchContext) -> ColumnElement[bool]:
+    def clause(self, value: str, modifier: str | None, ctx: SearchContext, table: Any = None) -> ColumnElement[bool]:
         prefix, text = split_prefix(value)
         s = parse_date_range(text, default_tz=ctx.default_tz)
-        low, high = self.table.c.low, self.table.c.high
+        columns = (self.table if table is None else table).c
+        low, high = columns.low, columns.high
         contains = and_(low >= s.low, high <= s.high)
         if prefix == "eq":
             return contains

@@ -21,7 +21,6 @@ from sqlalchemy import (
     select,
     tuple_,
 )
-from sqlalchemy.sql.util import ClauseAdapter
 
 from ..searchparams import SearchParamRegistry
 from ..storage.schema import BASE_SESSION, idx_reference, resources
@@ -111,7 +110,7 @@ class _Compiler:
         if values:
             ctx = replace(self.ctx, targets=f.param.targets)
             modifier = None if f.modifier == "not" else f.modifier
-            clauses = [_on(kind.clause(v, modifier, ctx), kind.table, t) for v in f.values]
+            clauses = [kind.clause(v, modifier, ctx, t) for v in f.values]
             conditions.append(or_(*clauses))
         return select(t.c.session, t.c.id).where(*conditions)
 
@@ -209,11 +208,6 @@ class _Compiler:
         return keys
 
 
-def _on(clause: ColumnElement[bool], table: Any, alias: Any) -> ColumnElement[bool]:
-    """Re-target a clause built on an index table's columns to an alias of that table."""
-    return ClauseAdapter(alias).traverse(clause)  # type: ignore[no-any-return]
-
-
 def _only(f: Filter) -> SearchRequest:
     return SearchRequest(resource_type=f.param.resource_type, filters=[f])
 
@@ -222,7 +216,7 @@ def patient_hint(request: SearchRequest, registry: SearchParamRegistry) -> str |
     """The one patient every match must belong to, when the request says so; it narrows every index lookup."""
     if request.compartment_patient is not None:
         return request.compartment_patient
-    compartment_params = registry.compartment.get(request.resource_type, ())
+    compartment_params = registry.patient_links.get(request.resource_type, frozenset())
     if request.resource_type == "Patient":
         return None
     for f in request.filters:
@@ -246,11 +240,8 @@ def execute_search(
     patient = patient_hint(request, registry)
     r = resources.alias("r")
     where = compiler.where(r, request.resource_type, request, patient)
-    total = None
-    if request.total != "none" or request.summary == "count":
-        total = conn.execute(select(func.count()).select_from(r).where(where)).scalar_one()
     if request.summary == "count":
-        return SearchResult(total=total, matches=[])
+        return SearchResult(total=_count(conn, r, where), matches=[])
     query = (
         select(r.c.type, r.c.id, r.c.content)
         .where(where)
@@ -259,9 +250,19 @@ def execute_search(
         .offset(request.offset)
     )
     rows = conn.execute(query).all()
+    has_next = len(rows) > request.count
+    total = None
+    if request.total != "none":
+        # a last page tells the total by itself (most agent searches fit one page): count only when it cannot
+        seen_all = not has_next and (rows or request.offset == 0)
+        total = request.offset + len(rows) if seen_all else _count(conn, r, where)
     matches = [Found(row.type, row.id, row.content) for row in rows[: request.count]]
     included = _includes(conn, registry, request.includes, matches, session) if request.includes else []
-    return SearchResult(total=total, matches=matches, included=included, has_next=len(rows) > request.count)
+    return SearchResult(total=total, matches=matches, included=included, has_next=has_next)
+
+
+def _count(conn: Connection, r: Any, where: Any) -> int:
+    return int(conn.execute(select(func.count()).select_from(r).where(where)).scalar_one())
 
 
 def fetch_current(conn: Connection, session: str, keys: set[tuple[str, str]]) -> list[Found]:

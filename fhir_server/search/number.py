@@ -86,9 +86,9 @@ class NumberType:
                 rows.append({"value": float(value)})
         return rows
 
-    def clause(self, value: str, modifier: str | None, ctx: SearchContext) -> ColumnElement[bool]:
+    def clause(self, value: str, modifier: str | None, ctx: SearchContext, table: Any = None) -> ColumnElement[bool]:
         prefix, text = split_prefix(value)
-        return number_clause(self.table.c.value, prefix, parse_number_range(text))
+        return number_clause((self.table if table is None else table).c.value, prefix, parse_number_range(text))
 
     def sort_key(self, table: Any, descending: bool) -> Any:
         return func.max(table.c.value) if descending else func.min(table.c.value)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any, NamedTuple
 
-__all__ = ["Node", "PathFn", "UnsupportedExpression", "compile_expression"]
+__all__ = ["Node", "PathFn", "UnsupportedExpression", "compile_expression", "expression_parts"]
 
 
 class UnsupportedExpression(ValueError):
@@ -87,6 +87,11 @@ def compile_expression(expression: str, resource_type: str) -> PathFn:
         return out
 
     return PathFn(evaluate, requires)
+
+
+def expression_parts(expression: str, resource_type: str) -> list[str]:
+    """The union parts of ``expression`` that apply to ``resource_type``, outer parentheses removed."""
+    return [_strip_parens(p) for p in _split_union(expression) if _applies(p, resource_type)]
 
 
 def _deceased(resource: dict[str, Any]) -> list[Node]:

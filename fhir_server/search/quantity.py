@@ -44,11 +44,11 @@ class QuantityType:
                 )
         return rows
 
-    def clause(self, value: str, modifier: str | None, ctx: SearchContext) -> ColumnElement[bool]:
+    def clause(self, value: str, modifier: str | None, ctx: SearchContext, table: Any = None) -> ColumnElement[bool]:
         prefix, text = split_prefix(value)
         parts = split_escaped(text, "|")
         number = parse_number_range(unescape(parts[0]), what="quantity")
-        t = self.table.c
+        t = (self.table if table is None else table).c
         condition = number_clause(t.value, prefix, number)
         if len(parts) >= 3:
             system, code = unescape(parts[1]), unescape("|".join(parts[2:]))

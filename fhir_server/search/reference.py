@@ -93,8 +93,8 @@ class ReferenceType:
                 rows.append(_row(ParsedReference(None, None, None), identifier))
         return rows
 
-    def clause(self, value: str, modifier: str | None, ctx: SearchContext) -> ColumnElement[bool]:
-        t = self.table.c
+    def clause(self, value: str, modifier: str | None, ctx: SearchContext, table: Any = None) -> ColumnElement[bool]:
+        t = (self.table if table is None else table).c
         text = unescape(value)
         if modifier == "identifier":
             parts = split_escaped(value, "|")

@@ -48,9 +48,9 @@ class StringType:
                 rows.append({"norm": normalize(text)[:512], "exact": text[:512]})
         return rows
 
-    def clause(self, value: str, modifier: str | None, ctx: SearchContext) -> ColumnElement[bool]:
+    def clause(self, value: str, modifier: str | None, ctx: SearchContext, table: Any = None) -> ColumnElement[bool]:
         text = unescape(value)
-        t = self.table.c
+        t = (self.table if table is None else table).c
         if modifier == "exact":
             return t.exact == text
         norm = normalize(text)

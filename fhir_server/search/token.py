@@ -59,8 +59,8 @@ class TokenType:
             rows.extend(r for r in _token_rows(node.value) if r["code"] is not None or r["text"] is not None)
         return rows
 
-    def clause(self, value: str, modifier: str | None, ctx: SearchContext) -> ColumnElement[bool]:
-        t = self.table.c
+    def clause(self, value: str, modifier: str | None, ctx: SearchContext, table: Any = None) -> ColumnElement[bool]:
+        t = (self.table if table is None else table).c
         if modifier == "text":
             norm = normalize(unescape(value))
             return (t.text >= norm) & (t.text < norm + "\U0010ffff")

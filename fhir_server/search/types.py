@@ -36,8 +36,9 @@ class ParamType(Protocol):
         """Index values (column -> value) for the nodes a parameter's expression reached."""
         ...
 
-    def clause(self, value: str, modifier: str | None, ctx: SearchContext) -> ColumnElement[bool]:
-        """A condition on ``table`` true for index rows that match one search value."""
+    def clause(self, value: str, modifier: str | None, ctx: SearchContext, table: Any = None) -> ColumnElement[bool]:
+        """A condition true for index rows that match one search value (on ``table``, an alias of the
+        type's index table, or the table itself)."""
         ...
 
     def sort_key(self, table: Any, descending: bool) -> Any:

@@ -29,9 +29,9 @@ class UriType:
                 rows.append({"value": value})
         return rows
 
-    def clause(self, value: str, modifier: str | None, ctx: SearchContext) -> ColumnElement[bool]:
+    def clause(self, value: str, modifier: str | None, ctx: SearchContext, table: Any = None) -> ColumnElement[bool]:
         text = unescape(value)
-        column = self.table.c.value
+        column = (self.table if table is None else table).c.value
         if modifier == "below":
             return (column >= text) & (column < text + "\U0010ffff")
         if modifier == "above":

@@ -67,6 +67,8 @@ history = Table(
     sqlite_with_rowid=False,
 )
 
+Index("history_by_session", history.c.session)
+
 write_log = Table(
     "write_log",
     metadata,
