@@ -91,16 +91,17 @@ class DateType:
             return contains
         if prefix == "ne":
             return not_(contains)
+        # each condition also states a bound on ``high`` it implies, so the (patient, ..., high) index can seek
         if prefix == "gt":
             return high > s.high
         if prefix == "lt":
             return low < s.low
         if prefix == "ge":
-            return or_(high > s.high, contains)
+            return and_(high > s.low, or_(high > s.high, contains))
         if prefix == "le":
             return or_(low < s.low, contains)
         if prefix == "sa":
-            return low >= s.high
+            return and_(high > s.high, low >= s.high)
         if prefix == "eb":
             return high <= s.low
         a_low, a_high = _approximate(s, ctx.now_ms)

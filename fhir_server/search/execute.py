@@ -6,6 +6,7 @@ page, then the ``_include``/``_revinclude`` resources for that page.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -54,14 +55,34 @@ def sessions_of(session: str) -> list[str]:
     return [BASE_SESSION] if session == BASE_SESSION else [BASE_SESSION, session]
 
 
-def visible(resource_type: str | None, session: str, table: Any = resources) -> ColumnElement[bool]:
+class _Aliases:
+    """Table aliases for one query. Making an alias costs a proxy object per column, so aliases are cached and
+    reused across queries (SQLAlchemy constructs are immutable); a query takes the next one it has not used."""
+
+    def __init__(self) -> None:
+        self._used: dict[str, int] = {}
+
+    def __call__(self, table: Any) -> Any:
+        number = self._used.get(table.name, 0)
+        self._used[table.name] = number + 1
+        return _alias(table, number)
+
+
+@lru_cache(maxsize=256)
+def _alias(table: Any, number: int) -> Any:
+    return table.alias(f"{table.name}_{number}")
+
+
+def visible(
+    resource_type: str | None, session: str, table: Any = resources, aliases: _Aliases | None = None
+) -> ColumnElement[bool]:
     """Rows of ``table`` (an alias of resources) that ``session`` sees: its own, else the base's."""
     r = table.c
     condition = and_(r.session.in_(sessions_of(session)), r.deleted == false())
     if resource_type is not None:
         condition = and_(r.type == resource_type, condition)
     if session != BASE_SESSION:
-        own = resources.alias("own")
+        own = aliases(resources) if aliases is not None else resources.alias("own")
         shadowed = exists(select(own.c.id).where(own.c.type == r.type, own.c.session == session, own.c.id == r.id))
         condition = and_(condition, or_(r.session == session, not_(shadowed)))
     return condition
@@ -84,27 +105,47 @@ class _Compiler:
         self.registry = registry
         self.session = session
         self.ctx = ctx
+        self.aliases = _Aliases()
 
     def matching(self, resource_type: str, request: SearchRequest | None, patient: str | None) -> Select[Any]:
         """SELECT session, id of the visible resources of ``resource_type`` that match ``request``."""
-        r = resources.alias("r")
+        r = self.aliases(resources)
         return select(r.c.session, r.c.id).where(self.where(r, resource_type, request, patient))
 
-    def where(self, r: Any, resource_type: str, request: SearchRequest | None, patient: str | None) -> Any:
-        conditions: list[Any] = [visible(resource_type, self.session, r)]
+    def where(
+        self, r: Any, resource_type: str, request: SearchRequest | None, patient: str | None, lead: Filter | None = None
+    ) -> Any:
+        """The conditions on ``r``. ``lead`` is the filter that names ``patient``: when other filters narrow
+        the search, it is checked per candidate (a probe) instead of listing all of that patient's rows."""
+        conditions: list[Any] = [visible(resource_type, self.session, r, self.aliases)]
         if request is not None:
+            # one filter drives (its index rows are listed); the others are probed per candidate, which costs far
+            # less than listing, say, every vital sign of a patient to intersect with the last day's
+            driver = min(request.filters, key=lambda f: _selectivity_rank(f, lead)) if request.filters else None
             for f in request.filters:
-                conditions.append(self.filter(r, resource_type, f, patient))
+                conditions.append(self.filter(r, resource_type, f, patient, probe=f is not driver))
             for h in request.has:
                 conditions.append(self.has(r, resource_type, h))
             if request.compartment_patient is not None:
-                conditions.append(self.compartment(r, resource_type, request.compartment_patient))
+                probe = driver is not None
+                conditions.append(self.compartment(r, resource_type, request.compartment_patient, probe))
         return and_(*conditions)
 
-    def index_rows(self, resource_type: str, f: Filter, patient: str | None, values: bool = True) -> Select[Any]:
+    def index_rows(
+        self, resource_type: str, f: Filter, patient: str | None, values: bool = True, of: Any = None
+    ) -> Select[Any]:
+        """SELECT session, id of the index rows that match ``f``; with ``of`` (a resources alias), only that
+        resource's rows (a correlated probe)."""
         kind = PARAM_TYPES[f.param.type]
-        t = kind.table.alias()
+        t = self.aliases(kind.table)
         conditions = [t.c.type == resource_type, t.c.param == f.param.code, t.c.session.in_(sessions_of(self.session))]
+        if of is not None:
+            conditions = [
+                t.c.session == of.c.session,
+                t.c.type == of.c.type,
+                t.c.id == of.c.id,
+                t.c.param == f.param.code,
+            ]
         if patient is not None:
             conditions.append(t.c.patient == patient)
         if values:
@@ -114,8 +155,16 @@ class _Compiler:
             conditions.append(or_(*clauses))
         return select(t.c.session, t.c.id).where(*conditions)
 
-    def filter(self, r: Any, resource_type: str, f: Filter, patient: str | None) -> ColumnElement[bool]:
+    def filter(
+        self, r: Any, resource_type: str, f: Filter, patient: str | None, probe: bool = False
+    ) -> ColumnElement[bool]:
         key = tuple_(r.c.session, r.c.id)
+
+        def holds(values: bool = True) -> ColumnElement[bool]:
+            if probe:
+                return exists(self.index_rows(resource_type, f, patient, values, of=r))
+            return key.in_(self.index_rows(resource_type, f, patient, values))
+
         if f.param.code == "_id":  # not in the index tables: the id is the row's own key
             ids = r.c.id.in_([unescape(v) for v in f.values])
             return not_(ids) if f.modifier == "not" else ids
@@ -126,22 +175,22 @@ class _Compiler:
         if f.chained is not None:
             return key.in_(self.chain(resource_type, f, patient))
         if f.modifier == "missing":
-            present = key.in_(self.index_rows(resource_type, f, patient, values=False))
+            present = holds(values=False)
             return not_(present) if f.values == ["true"] else present
         if f.modifier == "not":
-            return not_(key.in_(self.index_rows(resource_type, f, patient)))
-        return key.in_(self.index_rows(resource_type, f, patient))
+            return not_(holds())
+        return holds()
 
     def chain(self, resource_type: str, f: Filter, patient: str | None) -> Select[Any]:
         assert f.chained is not None
-        ref = idx_reference.alias()
+        ref = self.aliases(idx_reference)
         targets = []
         for target_type in f.chain_types:
             target_param = self.registry.get(target_type, f.chained.param.code)
             if target_param is None:
                 continue
             inner = Filter(target_param, f.chained.modifier, f.chained.values)
-            r2 = resources.alias()
+            r2 = self.aliases(resources)
             matched = select(r2.c.type, r2.c.id).where(self.where(r2, target_type, _only(inner), None))
             targets.append(tuple_(ref.c.target_type, ref.c.target_id).in_(matched))
         conditions = [
@@ -156,8 +205,8 @@ class _Compiler:
         return select(ref.c.session, ref.c.id).where(*conditions)
 
     def has(self, r: Any, resource_type: str, h: HasFilter) -> ColumnElement[bool]:
-        ref = idx_reference.alias()
-        r2 = resources.alias()
+        ref = self.aliases(idx_reference)
+        r2 = self.aliases(resources)
         sources = select(r2.c.session, r2.c.id).where(self.where(r2, h.source_type, _only(h.inner), None))
         referenced = select(ref.c.target_id).where(
             ref.c.type == h.source_type,
@@ -169,21 +218,25 @@ class _Compiler:
         )
         return r.c.id.in_(referenced)
 
-    def compartment(self, r: Any, resource_type: str, patient_id: str) -> ColumnElement[bool]:
+    def compartment(self, r: Any, resource_type: str, patient_id: str, probe: bool = False) -> ColumnElement[bool]:
         if resource_type == "Patient":
             return r.c.id == patient_id
         params = self.registry.compartment.get(resource_type, ())
         if not params:
             return false()
-        ref = idx_reference.alias()
-        members = select(ref.c.session, ref.c.id).where(
+        ref = self.aliases(idx_reference)
+        conditions = [
             ref.c.patient == patient_id,
-            ref.c.type == resource_type,
             ref.c.param.in_(params),
             ref.c.target_type == "Patient",
             ref.c.target_id == patient_id,
             ref.c.url.is_(None),
-            ref.c.session.in_(sessions_of(self.session)),
+        ]
+        if probe:
+            correlated = [ref.c.session == r.c.session, ref.c.type == r.c.type, ref.c.id == r.c.id]
+            return exists(select(ref.c.id).where(*correlated, *conditions))
+        members = select(ref.c.session, ref.c.id).where(
+            ref.c.type == resource_type, ref.c.session.in_(sessions_of(self.session)), *conditions
         )
         return tuple_(r.c.session, r.c.id).in_(members)
 
@@ -197,7 +250,7 @@ class _Compiler:
             else:
                 assert key.param is not None
                 kind = PARAM_TYPES[key.param.type]
-                t = kind.table.alias()
+                t = self.aliases(kind.table)
                 column = (
                     select(kind.sort_key(t, key.descending))
                     .where(t.c.session == r.c.session, t.c.type == r.c.type, t.c.id == r.c.id, t.c.param == key.code)
@@ -212,13 +265,33 @@ def _only(f: Filter) -> SearchRequest:
     return SearchRequest(resource_type=f.param.resource_type, filters=[f])
 
 
-def patient_hint(request: SearchRequest, registry: SearchParamRegistry) -> str | None:
-    """The one patient every match must belong to, when the request says so; it narrows every index lookup."""
+# parameters most resources of a patient share a value of: poor drivers of a search
+_BROAD = frozenset({"category", "status", "clinical-status", "verification-status", "intent", "gender", "active"})
+
+
+def _selectivity_rank(f: Filter, lead: Filter | None) -> int:
+    """Lower is a better filter to drive a search from (a guess from the parameter; no statistics)."""
+    if f.param.code in ("_id", "_lastUpdated"):
+        return 9  # conditions on the row itself, not index lists: they never drive
+    if f.modifier in ("not", "missing"):
+        return 8  # negations match most rows
+    if f is lead:
+        return 6  # every resource of the patient
+    if f.param.code in _BROAD:
+        return 4
+    if f.param.type == "date":
+        return 1  # agents' windows ("the last 24 h") are narrow
+    return 2
+
+
+def patient_hint(request: SearchRequest, registry: SearchParamRegistry) -> tuple[str | None, Filter | None]:
+    """The one patient every match must belong to, when the request says so (it narrows every index lookup),
+    and the filter that says so."""
     if request.compartment_patient is not None:
-        return request.compartment_patient
+        return request.compartment_patient, None
     compartment_params = registry.patient_links.get(request.resource_type, frozenset())
     if request.resource_type == "Patient":
-        return None
+        return None, None
     for f in request.filters:
         if f.param.type != "reference" or f.modifier not in (None, "Patient") or f.chained or len(f.values) != 1:
             continue
@@ -226,10 +299,10 @@ def patient_hint(request: SearchRequest, registry: SearchParamRegistry) -> str |
             continue
         value = f.values[0]
         if value.startswith("Patient/") and value.count("/") == 1:
-            return value.split("/", 1)[1]
+            return value.split("/", 1)[1], f
         if "/" not in value and ":" not in value and (f.modifier == "Patient" or f.param.targets == ("Patient",)):
-            return value
-    return None
+            return value, f
+    return None, None
 
 
 def execute_search(
@@ -237,9 +310,9 @@ def execute_search(
 ) -> SearchResult:
     """Run ``request`` in ``session``: the page of matches, the total if asked, and the included resources."""
     compiler = _Compiler(registry, session, ctx)
-    patient = patient_hint(request, registry)
-    r = resources.alias("r")
-    where = compiler.where(r, request.resource_type, request, patient)
+    patient, lead = patient_hint(request, registry)
+    r = compiler.aliases(resources)
+    where = compiler.where(r, request.resource_type, request, patient, lead)
     if request.summary == "count":
         return SearchResult(total=_count(conn, r, where), matches=[])
     query = (

@@ -85,7 +85,7 @@ write_log = Table(
 )
 
 
-def _index_table(name: str, *value_columns: Column) -> Table:  # type: ignore[type-arg]
+def _index_table(name: str, *value_columns: Column, patient_key: str | None = None) -> Table:  # type: ignore[type-arg]
     table = Table(
         name,
         metadata,
@@ -99,7 +99,7 @@ def _index_table(name: str, *value_columns: Column) -> Table:  # type: ignore[ty
     first_value = value_columns[0].name
     Index(f"{name}_by_resource", table.c.session, table.c.type, table.c.id, table.c.param)
     Index(f"{name}_by_value", table.c.type, table.c.param, table.c[first_value], table.c.session)
-    Index(f"{name}_by_patient", table.c.patient, table.c.type, table.c.param, table.c[first_value])
+    Index(f"{name}_by_patient", table.c.patient, table.c.type, table.c.param, table.c[patient_key or first_value])
     return table
 
 
@@ -110,8 +110,12 @@ idx_token = _index_table(
     Column("text", Text, nullable=True),
 )
 idx_string = _index_table("idx_string", Column("norm", Text, nullable=False), Column("exact", Text, nullable=False))
+# a patient's dates are indexed by their end: agents ask for recent windows (ge/gt), and "latest" sorts by it
 idx_date = _index_table(
-    "idx_date", Column("low", BigInteger, nullable=False), Column("high", BigInteger, nullable=False)
+    "idx_date",
+    Column("low", BigInteger, nullable=False),
+    Column("high", BigInteger, nullable=False),
+    patient_key="high",
 )
 idx_number = _index_table("idx_number", Column("value", Float, nullable=False))
 idx_quantity = _index_table(
