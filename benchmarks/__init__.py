@@ -1,0 +1,1 @@
+"""Benchmarks of the FHIR server: ``python -m benchmarks`` (see README.md)."""

@@ -1,0 +1,102 @@
+"""Populations as the CLI sees them: names, the default one (built on first use), and summaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import Engine, func, select
+
+from .fhir_server import BASE_SESSION, make_engine
+from .fhir_server.jsonio import loads_stored
+from .fhir_server.storage.schema import resources
+from .fixtures import GENERATOR_VERSION, PopulationOptions, build_population, coverage, population_path
+
+__all__ = [
+    "DEFAULT_POPULATION",
+    "build_generated",
+    "coverage_table",
+    "generated_name",
+    "open_population",
+    "resolve_population",
+    "type_counts",
+]
+
+DEFAULT_POPULATION = "default"
+
+
+def generated_name(options: PopulationOptions) -> str:
+    """The cache name of a generated population: keyed by generator version and every option."""
+    now = options.now.strftime("%Y%m%dT%H%M%SZ")
+    return f"generated-v{GENERATOR_VERSION}-p{options.patients}-s{options.seed}-y{options.years}-{now}"
+
+
+def build_generated(patients: int, seed: int, name: str | None, force: bool, console: Console) -> Path:
+    """Build (unless cached) the generated population of these options; returns its file."""
+    options = PopulationOptions(patients=patients, seed=seed)
+    path = population_path(name or generated_name(options))
+    if path.exists() and not force:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = (TextColumn("building population"), BarColumn(), MofNCompleteColumn(), TextColumn("patients"),
+               TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("build", total=options.patients)
+        report = build_population(options, path, progress=lambda done, total: progress.update(task, completed=done))
+    console.print(f"built {report.resources:,} resources for {report.patients} patients into {path}")
+    return path
+
+
+def resolve_population(name: str, console: Console) -> Path:
+    """The file of population ``name``; ``default`` is built on first use.
+
+    Raises:
+        FileNotFoundError: a named population that was never built or imported.
+    """
+    if name == DEFAULT_POPULATION:
+        return build_generated(PopulationOptions().patients, PopulationOptions().seed, None, False, console)
+    path = population_path(name)
+    if not path.exists():
+        raise FileNotFoundError(f"no population {name!r}; build or import it first (fhir-sandbox population list)")
+    return path
+
+
+def open_population(name: str, console: Console) -> Engine:
+    return make_engine(resolve_population(name, console))
+
+
+def type_counts(engine: Engine) -> dict[str, int]:
+    """Resources per type in the base population."""
+    query = (
+        select(resources.c.type, func.count())
+        .where(resources.c.session == BASE_SESSION, resources.c.deleted.is_(False))
+        .group_by(resources.c.type)
+    )
+    with engine.connect() as conn:
+        return {row[0]: row[1] for row in conn.execute(query)}
+
+
+def coverage_table(engine: Engine) -> Table | None:
+    """The key-lab coverage table of the population (what scenarios can rely on)."""
+    now = PopulationOptions().now
+    rows = coverage(_stored(engine, ("Patient", "Observation", "MedicationRequest")), now)
+    if not rows:
+        return None
+    table = Table(title=f"Coverage at {now.isoformat()} (patients per criterion)")
+    for column in ("topic", "criterion", "patients", "examples"):
+        table.add_column(column, justify="right" if column == "patients" else "left")
+    for row in rows:
+        table.add_row(row.topic, row.criterion, str(row.patients), ", ".join(row.examples))
+    return table
+
+
+def _stored(engine: Engine, types: tuple[str, ...]) -> Any:
+    query = select(resources.c.content).where(
+        resources.c.session == BASE_SESSION, resources.c.deleted.is_(False), resources.c.type.in_(types)
+    )
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            yield loads_stored(row.content)
