@@ -9,11 +9,15 @@ from sqlalchemy import Engine, create_engine, event
 
 from .schema import metadata
 
-__all__ = ["make_engine"]
+__all__ = ["finish_bulk", "make_engine"]
 
 
-def make_engine(database: str | Path) -> Engine:
-    """An engine for a file path, ``:memory:`` or a SQLAlchemy URL; creates the schema if missing."""
+def make_engine(database: str | Path, *, bulk: bool = False) -> Engine:
+    """An engine for a file path, ``:memory:`` or a SQLAlchemy URL; creates the schema if missing.
+
+    ``bulk`` is for building a new file that is thrown away if the build fails: no journal, no syncs (a
+    multi-gigabyte load would otherwise also write itself to the WAL). Call ``finish_bulk`` when done.
+    """
     text = str(database)
     if "://" in text:
         engine = create_engine(text, pool_pre_ping=True)
@@ -30,7 +34,7 @@ def make_engine(database: str | Path) -> Engine:
             kwargs["pool_size"] = 8
             kwargs["max_overflow"] = 32
         engine = create_engine(url, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _bulk_pragmas if bulk else _sqlite_pragmas)
     metadata.create_all(engine)
     return engine
 
@@ -44,3 +48,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA mmap_size=4294967296")
     cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
+
+
+def _bulk_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=OFF")
+    cursor.execute("PRAGMA synchronous=OFF")
+    cursor.execute("PRAGMA cache_size=-262144")  # 256 MiB: index creation sorts in it
+    cursor.execute("PRAGMA temp_store=FILE")
+    cursor.close()
+
+
+def finish_bulk(engine: Engine) -> None:
+    """Leave a bulk-built file in WAL mode (it persists in the file) for the servers that will read it."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA journal_mode=WAL")

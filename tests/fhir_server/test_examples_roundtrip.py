@@ -8,13 +8,13 @@ Transaction bundles are also posted to the base and their resources read back.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from conftest import EXAMPLES
+from exact_json import parse
 from fhir.resources.R4B import get_fhir_model_class
 from fhir_sandbox.fhir_server.searchparams import registry
 
@@ -22,17 +22,6 @@ from fhir_sandbox.fhir_server.searchparams import registry
 # selection: the R4-only types it dropped (MedicinalProduct*, EffectEvidenceSynthesis, ...) are not in it.
 # ``test_the_rejected_list_is_what_r4b_rejects`` keeps this list honest if the corpus or the models change.
 R4B_REJECTS: dict[str, str] = {}
-
-
-@dataclass(frozen=True)
-class Number:
-    """A JSON decimal compared by its exact written text (``1.50`` != ``1.5``)."""
-
-    text: str
-
-
-def parse(text: str | bytes) -> Any:
-    return json.loads(text, parse_float=Number)
 
 
 def _files() -> list[Path]:

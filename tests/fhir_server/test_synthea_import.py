@@ -17,27 +17,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from conftest import SYNTHEA
+from exact_json import parse
 
 PATIENT_BUNDLES = sorted(SYNTHEA.glob("*.json"))
 CONDITIONAL = SYNTHEA / "conditional-refs"
-
-
-@dataclass(frozen=True)
-class Number:
-    """A JSON decimal compared by its exact written text (Synthea writes ~16 significant digits)."""
-
-    text: str
-
-
-def parse(text: str | bytes) -> Any:
-    return json.loads(text, parse_float=Number)
 
 
 def conditional_load_order() -> list[Path]:
