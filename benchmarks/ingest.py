@@ -24,6 +24,7 @@ class BulkIngest(BaseModel):
     load_s: float
     analyze_s: float
     database_bytes: int
+    workers: int = 1
 
     @property
     def rate(self) -> float:
@@ -42,22 +43,25 @@ class HttpIngest(BaseModel):
         return self.resources / self.seconds
 
 
-def bulk_ingest(database: Path, resources: Iterable[dict[str, Any]]) -> BulkIngest:
-    """``Repository.bulk_load`` into ``database`` (a new file) as the base population, then ANALYZE."""
+def bulk_ingest(database: Path, resources: Iterable[dict[str, Any]], workers: int = 1) -> BulkIngest:
+    """``Repository.bulk_load`` into ``database`` (a new file) as the base population, then ANALYZE; with
+    ``workers`` > 1 the rows are prepared in that many processes while one stores them."""
     if database.exists():
         raise FileExistsError(f"{database} exists; the bulk load measures a fresh database")
     engine = make_engine(database)  # the schema is created here, outside the timing
     try:
         repository = Repository(engine, registry())
         start = time.perf_counter()
-        count = repository.bulk_load(resources)
+        count = repository.bulk_load(resources, workers=workers)
         loaded = time.perf_counter()
         repository.analyze()
         analyzed = time.perf_counter()
     finally:
         engine.dispose()
     size = sum(p.stat().st_size for p in database.parent.glob(database.name + "*"))
-    return BulkIngest(resources=count, load_s=loaded - start, analyze_s=analyzed - loaded, database_bytes=size)
+    return BulkIngest(
+        resources=count, load_s=loaded - start, analyze_s=analyzed - loaded, database_bytes=size, workers=workers
+    )
 
 
 def http_transactions(fhir_base: str, bundles: list[list[dict[str, Any]]]) -> HttpIngest:

@@ -178,7 +178,7 @@ def run(config: RunConfig, workdir: Path, progress: Console) -> Report:
 
     full_db, small_db = workdir / "full.db", workdir / "small.db"
     with steps.step(f"bulk-loading {len(full.resources):,} resources into a fresh SQLite file", fatal=True):
-        got.bulk = bulk_ingest(full_db, full.resources)
+        got.bulk = bulk_ingest(full_db, full.resources, workers=os.cpu_count() or 1)
         bulk_ingest(small_db, small.resources)
         full.resources.clear()  # the summaries are all the rest of the run needs
         progress.print(f"      {got.bulk.rate:,.0f} resources/s; database {got.bulk.database_bytes / 2**20:,.0f} MiB")

@@ -42,7 +42,7 @@ def metrics(
         out += [
             Metric(
                 group=group,
-                name="bulk_load + ANALYZE (trusted)",
+                name=f"bulk_load + ANALYZE (trusted, {bulk.workers} worker processes)",
                 value=bulk.rate,
                 unit="/s",
                 target=BULK_RATE,

@@ -5,7 +5,9 @@ writer stores; nothing is validated, versioned or logged."""
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +21,7 @@ from ..search.indexer import Indexer
 from .records import format_instant
 from .schema import BASE_SESSION, INDEX_TABLES, resources
 
-__all__ = ["PreparedRows", "insert_many", "prepare_rows", "store_rows"]
+__all__ = ["PreparedRows", "insert_many", "prepare_in_workers", "prepare_rows", "store_rows"]
 
 
 @dataclass
@@ -75,6 +77,33 @@ def _prepare(indexer: Indexer, items: list[dict[str, Any]], session: str, moment
         )
         for kind, rows in indexer.rows(session, resource).items():
             prepared.index.setdefault(kind, []).extend(rows)
+
+
+_worker_indexer: Indexer | None = None  # one per worker process
+
+
+def _prepare_in_worker(items: list[dict[str, Any]], session: str, moment: str) -> PreparedRows:
+    global _worker_indexer
+    if _worker_indexer is None:
+        from ..searchparams import registry
+
+        _worker_indexer = Indexer(registry())
+    return prepare_rows(_worker_indexer, items, session, moment)
+
+
+def prepare_in_workers(
+    chunks: Iterable[list[dict[str, Any]]], session: str, moment: str, workers: int
+) -> Iterator[PreparedRows]:
+    """``prepare_rows`` of each chunk in ``workers`` processes, in order, with at most workers + 1 chunks in
+    flight (a writer that falls behind must not make prepared rows pile up in memory)."""
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Future[PreparedRows]] = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(_prepare_in_worker, chunk, session, moment))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def store_rows(conn: Connection, prepared: PreparedRows) -> None:

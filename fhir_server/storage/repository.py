@@ -26,7 +26,7 @@ from ..search.request import SearchRequest
 from ..search.types import SearchContext
 from ..searchparams import SearchParamRegistry
 from ..validation import validate_resource
-from .bulk import PreparedRows, insert_many, prepare_rows, store_rows
+from .bulk import PreparedRows, insert_many, prepare_in_workers, prepare_rows, store_rows
 from .records import SessionInfo, Stored, WriteLogEntry, format_instant
 from .schema import BASE_SESSION, INDEX_TABLES, history, resources, sessions, write_log
 
@@ -211,12 +211,18 @@ class Repository:
         with self._write_lock, self.engine.begin() as conn:
             yield Unit(self, conn, info, base_url)
 
-    def bulk_load(self, items: Iterable[dict[str, Any]], session: str = BASE_SESSION, batch: int = 2000) -> int:
-        """Load trusted resources (ids set, already valid) fast: no validation, no history, no write log."""
+    def bulk_load(
+        self, items: Iterable[dict[str, Any]], session: str = BASE_SESSION, batch: int = 2000, workers: int = 1
+    ) -> int:
+        """Load trusted resources (ids set, already valid) fast: no validation, no history, no write log.
+
+        With ``workers`` > 1, serialising and indexing run in that many processes while this one stores.
+        """
         moment = format_instant(datetime.now(UTC))
-        return self.store_prepared(
-            prepare_rows(self.indexer, chunk, session, moment) for chunk in _chunks(iter(items), batch)
-        )
+        chunks = _chunks(iter(items), batch)
+        if workers > 1:
+            return self.store_prepared(prepare_in_workers(chunks, session, moment, workers))
+        return self.store_prepared(prepare_rows(self.indexer, chunk, session, moment) for chunk in chunks)
 
     def store_prepared(self, batches: Iterable[PreparedRows]) -> int:
         """Store rows prepared by ``prepare_rows`` (possibly in other processes), all in one transaction."""
