@@ -315,8 +315,14 @@ def execute_search(
     where = compiler.where(r, request.resource_type, request, patient, lead)
     if request.summary == "count":
         return SearchResult(total=_count(conn, r, where), matches=[])
+    counted = request.total != "none"
+    # when a patient's search is narrowed by another filter the matches are few: the total rides along as a
+    # window count in the one query. A broad search counts in a query of its own instead, because a window
+    # would carry every match's content through the sort (a page query keeps only the top rows).
+    windowed = counted and patient is not None and len(request.filters) > 1
+    columns = [r.c.type, r.c.id, r.c.content, *([func.count().over().label("total")] if windowed else [])]
     query = (
-        select(r.c.type, r.c.id, r.c.content)
+        select(*columns)
         .where(where)
         .order_by(*compiler.order_by(r, request))
         .limit(request.count + 1)
@@ -325,7 +331,9 @@ def execute_search(
     rows = conn.execute(query).all()
     has_next = len(rows) > request.count
     total = None
-    if request.total != "none":
+    if windowed and rows:
+        total = int(rows[0].total)
+    elif counted:
         # a last page tells the total by itself (most agent searches fit one page): count only when it cannot
         seen_all = not has_next and (rows or request.offset == 0)
         total = request.offset + len(rows) if seen_all else _count(conn, r, where)
