@@ -17,7 +17,7 @@ from .paths import Node
 from .types import IndexRow, SearchContext
 from .values import MAX_MS, MIN_MS, DateRange, parse_date_range, split_prefix
 
-__all__ = ["DateType", "date_matches", "instant_clause", "stored_ranges"]
+__all__ = ["DateType", "instant_clause", "stored_ranges"]
 
 
 def stored_ranges(node: Node, default_tz: Any = None) -> list[DateRange]:
@@ -42,29 +42,6 @@ def stored_ranges(node: Node, default_tz: Any = None) -> list[DateRange]:
     except Exception:
         return []  # a value the validator let through that is not a date: not searchable by date
     return []
-
-
-def date_matches(prefix: str, s: DateRange, t: DateRange, now_ms: int | None = None) -> bool:
-    """The reference semantics of the prefixes, in Python; the SQL clause below must agree with it."""
-    contains = s.low <= t.low and t.high <= s.high
-    if prefix == "eq":
-        return contains
-    if prefix == "ne":
-        return not contains
-    if prefix == "gt":
-        return t.high > s.high
-    if prefix == "lt":
-        return t.low < s.low
-    if prefix == "ge":
-        return t.high > s.high or contains
-    if prefix == "le":
-        return t.low < s.low or contains
-    if prefix == "sa":
-        return t.low >= s.high
-    if prefix == "eb":
-        return t.high <= s.low
-    low, high = _approximate(s, now_ms)
-    return t.low < high and t.high > low
 
 
 def _approximate(s: DateRange, now_ms: int | None) -> tuple[int, int]:

@@ -107,11 +107,6 @@ class _Compiler:
         self.ctx = ctx
         self.aliases = _Aliases()
 
-    def matching(self, resource_type: str, request: SearchRequest | None, patient: str | None) -> Select[Any]:
-        """SELECT session, id of the visible resources of ``resource_type`` that match ``request``."""
-        r = self.aliases(resources)
-        return select(r.c.session, r.c.id).where(self.where(r, resource_type, request, patient))
-
     def where(
         self, r: Any, resource_type: str, request: SearchRequest | None, patient: str | None, lead: Filter | None = None
     ) -> Any:

@@ -17,30 +17,7 @@ from .paths import Node
 from .types import IndexRow, SearchContext
 from .values import NumberRange, parse_number_range, split_prefix
 
-__all__ = ["NumberType", "number_clause", "number_matches"]
-
-
-def number_matches(prefix: str, s: NumberRange, v: float) -> bool:
-    """Reference semantics in Python; ``number_clause`` must agree with it."""
-    if prefix == "eq":
-        return s.low <= v < s.high
-    if prefix == "ne":
-        return not s.low <= v < s.high
-    if prefix == "gt":
-        return v > s.value
-    if prefix == "lt":
-        return v < s.value
-    if prefix == "ge":
-        return v >= s.low
-    if prefix == "le":
-        return v < s.high
-    if prefix == "sa":
-        return v >= s.high
-    if prefix == "eb":
-        return v < s.low
-    low, high = _approximate(s)
-    # eq's range or the closed 10% band: the band must not close eq's open end (ap1 does not match 1.5)
-    return s.low <= v < s.high or low <= v <= high
+__all__ = ["NumberType", "number_clause"]
 
 
 def _approximate(s: NumberRange) -> tuple[float, float]:
@@ -52,7 +29,7 @@ def _approximate(s: NumberRange) -> tuple[float, float]:
 
 
 def number_clause(column: Any, prefix: str, s: NumberRange) -> ColumnElement[bool]:
-    """The SQL form of ``number_matches`` on a column of stored values."""
+    """The prefix semantics of the module docstring, on a column of stored values."""
     if prefix == "eq":
         return and_(column >= s.low, column < s.high)
     if prefix == "ne":
