@@ -7,7 +7,6 @@ from typing import Any
 
 from . import jsonio
 from .searchparams import SearchParamRegistry
-from .settings import ServerSettings
 
 __all__ = ["SOFTWARE_NAME", "capability_statement"]
 
@@ -35,7 +34,7 @@ _RESULT_PARAMS = [
 ]
 
 
-def capability_statement(registry: SearchParamRegistry, settings: ServerSettings, base_url: str) -> bytes:
+def capability_statement(registry: SearchParamRegistry, base_url: str) -> bytes:
     """The statement for a server reached at ``base_url``, serialised (it is large and never changes)."""
     return _serialised(registry, base_url)
 

@@ -83,7 +83,7 @@ class FhirService:
     def _read_interaction(self, req: FhirRequest, unit: Unit | None) -> FhirResponse:
         path = req.path
         if path == ["metadata"] and req.method in ("GET", "HEAD"):
-            return FhirResponse(200, capability_statement(self.registry, self.settings, req.base_url))
+            return FhirResponse(200, capability_statement(self.registry, req.base_url))
         if path == ["_history"]:
             return self.history(req, None, None)
         if not path:

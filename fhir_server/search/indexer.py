@@ -20,10 +20,9 @@ _Plan = list[tuple[str, str, PathFn, Callable[[list[Node]], list[IndexRow]]]]
 class Indexer:
     """Turns a resource into rows for each index table, tagged with its compartment patients."""
 
-    def __init__(self, registry: SearchParamRegistry, base_url: str | None = None):
+    def __init__(self, registry: SearchParamRegistry):
         self.registry = registry
         self._plans: dict[str, _Plan] = {}
-        REFERENCE.base_url = base_url
 
     def _plan(self, resource_type: str) -> _Plan:
         plan = self._plans.get(resource_type)

@@ -66,14 +66,13 @@ def _make_local(reference: str, base_url: str) -> str:
 
 
 class ReferenceType:
-    """Reference index rows. ``base_url`` is the server base, so absolute self-references index as local."""
+    """Reference index rows. Absolute references to this server are made local by ``localise``, per write."""
 
     name = "reference"
     modifiers = frozenset({"identifier", "missing"})  # plus ":Type", checked against the parameter's targets
 
     def __init__(self, table: Table):
         self.table = table
-        self.base_url: str | None = None
 
     def extract(self, nodes: list[Node]) -> list[IndexRow]:
         rows = []
@@ -87,7 +86,7 @@ class ReferenceType:
             identifier = value.get("identifier") if isinstance(value.get("identifier"), dict) else {}
             ref = value.get("reference")
             if isinstance(ref, str) and not ref.startswith("#"):
-                parsed = parse_reference(ref, self.base_url)
+                parsed = parse_reference(ref)
                 rows.append(_row(parsed, identifier))
             elif identifier:
                 rows.append(_row(ParsedReference(None, None, None), identifier))

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import gc
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, insert
 
@@ -21,7 +21,17 @@ from ..search.indexer import Indexer
 from .records import format_instant
 from .schema import BASE_SESSION, INDEX_TABLES, resources
 
-__all__ = ["PreparedRows", "insert_many", "prepare_in_workers", "prepare_rows", "store_rows"]
+__all__ = [
+    "PreparedRows",
+    "collector_paused",
+    "in_workers",
+    "insert_many",
+    "prepare_in_workers",
+    "prepare_rows",
+    "store_rows",
+]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -41,14 +51,15 @@ def prepare_rows(
     """Serialise and index ``items`` (each with an ``id``); sets meta.versionId and a normal lastUpdated."""
     moment = moment or format_instant(datetime.now(UTC))
     prepared = PreparedRows()
-    with _collector_paused():
+    with collector_paused():
         _prepare(indexer, items, session, moment, prepared)
     return prepared
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
-    # indexing creates ~15 small dicts per resource and no cycles; the cyclic collector would keep rescanning them
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: building many fresh containers with no cycles (a chart, a batch of
+    index rows) otherwise makes it rescan them again and again (2-3x slower)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -94,12 +105,18 @@ def _prepare_in_worker(items: list[dict[str, Any]], session: str, moment: str) -
 def prepare_in_workers(
     chunks: Iterable[list[dict[str, Any]]], session: str, moment: str, workers: int
 ) -> Iterator[PreparedRows]:
-    """``prepare_rows`` of each chunk in ``workers`` processes, in order, with at most workers + 1 chunks in
-    flight (a writer that falls behind must not make prepared rows pile up in memory)."""
+    """``prepare_rows`` of each chunk in ``workers`` processes, in order."""
+    return in_workers(_prepare_in_worker, ((chunk, session, moment) for chunk in chunks), workers)
+
+
+def in_workers(function: Callable[..., T], calls: Iterable[tuple[Any, ...]], workers: int) -> Iterator[T]:
+    """``function(*arguments)`` for each of ``calls`` in ``workers`` processes, results in order, with at most
+    workers + 1 calls in flight: a consumer that falls behind (one writer storing) must not make results pile
+    up in memory."""
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        pending: deque[Future[PreparedRows]] = deque()
-        for chunk in chunks:
-            pending.append(pool.submit(_prepare_in_worker, chunk, session, moment))
+        pending: deque[Future[T]] = deque()
+        for arguments in calls:
+            pending.append(pool.submit(function, *arguments))
             if len(pending) > workers:
                 yield pending.popleft().result()
         while pending:

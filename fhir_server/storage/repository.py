@@ -43,10 +43,10 @@ def _valid_id(value: str) -> bool:
 class Repository:
     """All stored state: sessions, resources, versions, indexes, write logs."""
 
-    def __init__(self, engine: Engine, registry: SearchParamRegistry, base_url: str | None = None):
+    def __init__(self, engine: Engine, registry: SearchParamRegistry):
         self.engine = engine
         self.registry = registry
-        self.indexer = Indexer(registry, base_url)
+        self.indexer = Indexer(registry)
         # SQLite allows one writer: serialise write units here rather than spin on SQLITE_BUSY
         self._write_lock = threading.RLock()
         # the base population is a session too, for loaders; it has no row and cannot be created or deleted
