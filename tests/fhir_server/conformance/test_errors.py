@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import LiveServer
 from fhir.resources.R4B import get_fhir_model_class
 from fhir_sandbox.fhir_server.settings import ServerSettings
+from fhir_sandbox.server import LocalServer
 
 from .rest_support import (
     FHIR_JSON,
@@ -31,15 +31,15 @@ BODY_LIMIT = 1024  # the smallest limit ServerSettings allows
 
 
 @pytest.fixture(scope="module")
-def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     """A second live server whose body limit is ``BODY_LIMIT`` bytes."""
     database = tmp_path_factory.mktemp("small") / "fhir.db"
-    with LiveServer(ServerSettings(database=str(database), max_body_bytes=BODY_LIMIT)) as server:
+    with LocalServer(ServerSettings(database=str(database), max_body_bytes=BODY_LIMIT)) as server:
         yield server
 
 
 @pytest.fixture
-def small(small_server: LiveServer) -> Iterator[httpx.Client]:
+def small(small_server: LocalServer) -> Iterator[httpx.Client]:
     """A client bound to a fresh session of ``small_server``."""
     created = httpx.post(f"{small_server.url}/sessions", verify=False)
     assert created.status_code == 201
@@ -613,7 +613,7 @@ def send_odd_requests(fhir: httpx.Client) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def after_odd_requests(live_server: LiveServer) -> Iterator[tuple[httpx.Client, list[str]]]:
+def after_odd_requests(live_server: LocalServer) -> Iterator[tuple[httpx.Client, list[str]]]:
     """A session that got every odd request once, and the problems they showed."""
     with httpx.Client(base_url=live_server.url, timeout=30, verify=False) as admin:
         info = admin.post("/sessions").json()

@@ -12,8 +12,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
-from conftest import LiveServer
 from fhir_sandbox.fhir_server.settings import ServerSettings
+from fhir_sandbox.server import LocalServer
 
 from .search_support import SearchSession, SessionFactory
 
@@ -333,7 +333,7 @@ def overlays(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SearchS
     """Two sessions over a base population, on a private server (base data would leak into other tests).
     The first updates o1 (now Beta's, another code), deletes o2 and deletes Patient C; the second only reads."""
     database = tmp_path_factory.mktemp("overlay") / "fhir.db"
-    with LiveServer(ServerSettings(database=str(database))) as server:
+    with LocalServer(ServerSettings(database=str(database))) as server:
         server.repository.bulk_load([dict(r) for r in POPULATION])
         sessions = []
         for name in ("edited", "untouched"):

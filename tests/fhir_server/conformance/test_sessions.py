@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import LiveServer
 from fhir_sandbox.fhir_server.settings import ServerSettings
+from fhir_sandbox.server import LocalServer
 
 from .rest_support import (
     JSON_PATCH,
@@ -35,9 +35,9 @@ NOW = "2021-03-04T05:06:07+00:00"
 
 
 @pytest.fixture(scope="module")
-def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     database = tmp_path_factory.mktemp("sessions") / "fhir.db"
-    with LiveServer(ServerSettings(database=str(database))) as server:
+    with LocalServer(ServerSettings(database=str(database))) as server:
         yield server
 
 
@@ -45,7 +45,7 @@ SessionFactory = Callable[..., tuple[dict[str, Any], httpx.Client]]
 
 
 @pytest.fixture
-def admin(live_server: LiveServer) -> Iterator[httpx.Client]:
+def admin(live_server: LocalServer) -> Iterator[httpx.Client]:
     """A client for the session admin API of the shared server; deletes the sessions created through it."""
     made: list[str] = []
 
@@ -82,7 +82,7 @@ def fhir_client(base: str) -> httpx.Client:
 # -- creating and describing sessions -----------------------------------------------------------------------
 
 
-def test_a_session_is_created_with_its_clock_label_and_base(admin: httpx.Client, live_server: LiveServer) -> None:
+def test_a_session_is_created_with_its_clock_label_and_base(admin: httpx.Client, live_server: LocalServer) -> None:
     session_id = f"s-{uuid.uuid4().hex[:10]}"
     response = admin.post("/sessions", json={"id": session_id, "now": NOW, "label": "scenario-7"})
     assert response.status_code == 201
@@ -230,7 +230,7 @@ def test_the_default_session_does_not_see_sessions(admin: httpx.Client, fhir: ht
     assert_outcome(admin.get(f"/fhir/Patient/{mine['id']}"), 404)
 
 
-def test_deleting_a_session_removes_its_writes_but_not_the_base_or_default_data(private_server: LiveServer) -> None:
+def test_deleting_a_session_removes_its_writes_but_not_the_base_or_default_data(private_server: LocalServer) -> None:
     tag = uuid.uuid4().hex[:8]
     base_patient = patient(f"base-{tag}", id=f"base-{tag}", gender="male")
     private_server.repository.bulk_load([dict(base_patient)])
