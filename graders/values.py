@@ -18,6 +18,7 @@ from ..scenarios.model import (
     MeanValue,
     PatientRef,
     Scenario,
+    SeriesValue,
     TableValue,
 )
 from .expressions import evaluate, single
@@ -67,8 +68,10 @@ def _compute(spec: Any, client: FhirClient, patient: dict[str, Any] | None, now:
         return single(evaluate(spec.expression, None, env))
     if isinstance(spec, TableValue):
         return _table(spec, env)
+    if spec.patient is not None:
+        patient = find_patient(client, spec.patient)
     if patient is None:
-        raise RuntimeError(f"a {spec.kind} value needs the scenario's patient")
+        raise RuntimeError(f"a {spec.kind} value needs the scenario's patient (or its own)")
     if isinstance(spec, AgeValue):
         return _age(patient, now)
     if isinstance(spec, CountValue | ExistsValue):
@@ -80,20 +83,25 @@ def _compute(spec: Any, client: FhirClient, patient: dict[str, Any] | None, now:
         return total if isinstance(spec, CountValue) else total > 0
     since = now - timedelta(hours=spec.within_hours) if spec.within_hours else None
     observations = _observations(client, patient["id"], spec.code, since, now)
+    observations.sort(key=lambda pair: (pair[0], pair[1].get("id", "")))
     if isinstance(spec, LatestValue):
-        if not observations:
-            return None
-        _, resource = max(observations, key=lambda pair: (pair[0], pair[1].get("id", "")))
-        quantity = resource.get("valueQuantity") or {}
-        return {
-            "value": quantity.get("value"),
-            "unit": quantity.get("unit") or quantity.get("code"),
-            "time": _time_text(resource),
-            "id": resource.get("id"),
-        }
+        return _point(observations[-1][1]) if observations else None
+    if isinstance(spec, SeriesValue):
+        chosen = observations[-spec.last :] if spec.last else observations
+        return [_point(resource) for _, resource in chosen]
     assert isinstance(spec, MeanValue)
     numbers = [r["valueQuantity"]["value"] for _, r in observations if "value" in r.get("valueQuantity", {})]
     return round(fmean(numbers), 6) if numbers else None
+
+
+def _point(resource: dict[str, Any]) -> dict[str, Any]:
+    quantity = resource.get("valueQuantity") or {}
+    return {
+        "value": quantity.get("value"),
+        "unit": quantity.get("unit") or quantity.get("code"),
+        "time": _time_text(resource),
+        "id": resource.get("id"),
+    }
 
 
 def _observations(

@@ -52,6 +52,11 @@ class Expr(_Strict):
 Value = Expr | bool | int | float | str | list[Any] | None
 
 
+class PatientRef(_Strict):
+    mrn: str = Field(description='The medical record number, e.g. "S1234567".')
+    system: str = Field(MRN_SYSTEM, description="The MRN's identifier system.")
+
+
 # -- values computed from the chart --------------------------------------------------------------------------------
 
 
@@ -59,7 +64,13 @@ class _ValueBase(_Strict):
     description: str | None = Field(None, description="What the value means, for people reading the scenario.")
 
 
-class LatestValue(_ValueBase):
+class _PatientValue(_ValueBase):
+    patient: PatientRef | None = Field(
+        None, description="Another patient than the scenario's (for questions across several patients)."
+    )
+
+
+class LatestValue(_PatientValue):
     """The patient's most recent Observation of a code, effective at or before ``now`` (optionally within a
     window): ``{value, unit, time, id}``, or empty when there is none."""
 
@@ -68,7 +79,7 @@ class LatestValue(_ValueBase):
     within_hours: float | None = Field(None, gt=0, description="Only values from the last N hours before now.")
 
 
-class MeanValue(_ValueBase):
+class MeanValue(_PatientValue):
     """The mean of the patient's Observation values of a code within a window before ``now``; empty if none."""
 
     kind: Literal["mean"]
@@ -76,7 +87,17 @@ class MeanValue(_ValueBase):
     within_hours: float = Field(gt=0, description="The window: the last N hours before now.")
 
 
-class CountValue(_ValueBase):
+class SeriesValue(_PatientValue):
+    """The patient's Observation values of a code effective at or before ``now``, oldest first: a list of
+    ``{value, unit, time, id}`` (the last ``last`` of them, within the window if one is given)."""
+
+    kind: Literal["series"]
+    code: str = Field(description='The code as an agent would search it: "CREAT" or "http://loinc.org|2160-0".')
+    within_hours: float | None = Field(None, gt=0)
+    last: int | None = Field(None, ge=1, description="Keep only the most recent N.")
+
+
+class CountValue(_PatientValue):
     """How many of the patient's resources of a type match search parameters (the patient is added)."""
 
     kind: Literal["count"]
@@ -84,7 +105,7 @@ class CountValue(_ValueBase):
     params: dict[str, str] = Field(default_factory=dict, description="FHIR search parameters, e.g. status=active.")
 
 
-class ExistsValue(_ValueBase):
+class ExistsValue(_PatientValue):
     """Whether the patient has any resource of a type matching search parameters."""
 
     kind: Literal["exists"]
@@ -92,7 +113,7 @@ class ExistsValue(_ValueBase):
     params: dict[str, str] = Field(default_factory=dict)
 
 
-class AgeValue(_ValueBase):
+class AgeValue(_PatientValue):
     """The patient's age in whole years at ``now``."""
 
     kind: Literal["age"]
@@ -127,7 +148,7 @@ class TableValue(_ValueBase):
 
 
 ValueSpec = Annotated[
-    LatestValue | MeanValue | CountValue | ExistsValue | AgeValue | FormulaValue | TableValue,
+    LatestValue | MeanValue | SeriesValue | CountValue | ExistsValue | AgeValue | FormulaValue | TableValue,
     Field(discriminator="kind"),
 ]
 
@@ -343,11 +364,6 @@ class Expectations(_Strict):
 
 
 # -- the rest of the scenario ---------------------------------------------------------------------------------------
-
-
-class PatientRef(_Strict):
-    mrn: str = Field(description='The medical record number, e.g. "S1234567".')
-    system: str = Field(MRN_SYSTEM, description="The MRN's identifier system.")
 
 
 class Limits(_Strict):
