@@ -9,7 +9,11 @@ from pydantic import BaseModel, Field
 
 from .tools import FhirTools
 
-__all__ = ["Agent", "AgentTask"]
+__all__ = ["Agent", "AgentTask", "ModelUnavailable"]
+
+
+class ModelUnavailable(RuntimeError):
+    """The model provider kept failing with transient errors: not the agent's fault (an infrastructure error)."""
 
 
 class AgentTask(BaseModel):

@@ -15,11 +15,29 @@ from pydantic import BaseModel, Field
 
 from ..fhir_server.client import FhirClient, FhirReply, OutsideBaseError
 
-__all__ = ["TOOL_SPECS", "FhirTools", "StepLimitReached", "ToolCall", "ToolResult"]
+__all__ = [
+    "TOOL_SPECS",
+    "WRITE_TOOLS",
+    "FhirTools",
+    "StepLimitReached",
+    "TimeLimitReached",
+    "ToolCall",
+    "ToolErrorLimitReached",
+    "ToolResult",
+    "langchain_tools",
+]
 
 
 class StepLimitReached(RuntimeError):
     """The agent used all its tool calls."""
+
+
+class ToolErrorLimitReached(RuntimeError):
+    """The agent's tool calls failed too many times."""
+
+
+class TimeLimitReached(RuntimeError):
+    """The episode ran out of wall time."""
 
 
 class ToolResult(BaseModel):
@@ -107,17 +125,31 @@ TOOL_SPECS: list[dict[str, Any]] = [
     },
 ]
 TOOL_NAMES = tuple(spec["name"] for spec in TOOL_SPECS)
+WRITE_TOOLS = frozenset({"create", "update"})  # the rest only read (finish changes nothing in the chart)
 
 
 class FhirTools:
     """The tool set of one episode, bound to the session's FHIR base; records every call."""
 
-    def __init__(self, client: FhirClient, max_steps: int):
+    def __init__(
+        self,
+        client: FhirClient,
+        max_steps: int,
+        max_tool_errors: int | None = None,
+        deadline: float | None = None,
+    ):
+        """``deadline`` is a ``time.monotonic()`` instant after which no further call runs."""
         self.client = client
         self.max_steps = max_steps
+        self.max_tool_errors = max_tool_errors
+        self.deadline = deadline
         self.calls: list[ToolCall] = []
         self.answer: Any = None
         self.finished = False
+
+    @property
+    def errors(self) -> int:
+        return sum(not call.ok for call in self.calls)
 
     @property
     def steps_left(self) -> int:
@@ -128,11 +160,17 @@ class FhirTools:
 
         Raises:
             StepLimitReached: the agent has no tool calls left.
+            ToolErrorLimitReached: too many of its calls failed.
+            TimeLimitReached: the episode's wall time is over.
         """
         if self.finished:
             return ToolResult(ok=False, content="the task is already finished")
         if self.steps_left <= 0:
             raise StepLimitReached(f"the step limit of {self.max_steps} tool calls was reached")
+        if self.max_tool_errors is not None and self.errors >= self.max_tool_errors:
+            raise ToolErrorLimitReached(f"{self.errors} tool calls failed (the limit is {self.max_tool_errors})")
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TimeLimitReached("the episode's wall-time limit was reached")
         args = dict(args or {})
         started = time.perf_counter()
         reply: FhirReply | None = None
@@ -186,6 +224,32 @@ class FhirTools:
         else:
             raise _BadCall(f"unknown tool {tool!r}; the tools are {', '.join(TOOL_NAMES)}")
         return ToolResult(ok=reply.ok, status=reply.status, content=reply.body), reply
+
+
+def langchain_tools(tools: FhirTools) -> list[Any]:
+    """The episode's tools as LangChain ``StructuredTool``s (for your own LangChain or LangGraph agent): each
+    returns the JSON text of the result and is tagged ``read`` or ``write`` in its metadata."""
+    import orjson
+    from langchain_core.tools import StructuredTool
+
+    def bound(name: str) -> Any:
+        def call(**args: Any) -> str:
+            result = tools.call(name, args)
+            body = result.content if result.ok else {"error": True, "status": result.status, "body": result.content}
+            return body if isinstance(body, str) else orjson.dumps(body).decode()
+
+        return call
+
+    return [
+        StructuredTool.from_function(
+            func=bound(spec["name"]),
+            name=spec["name"],
+            description=spec["description"],
+            args_schema=spec["parameters"],
+            metadata={"kind": "write" if spec["name"] in WRITE_TOOLS else "read"},
+        )
+        for spec in TOOL_SPECS
+    ]
 
 
 class _BadCall(ValueError):

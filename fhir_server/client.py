@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import orjson
@@ -117,11 +117,10 @@ class FhirClient:
         Raises:
             OutsideBaseError: ``path`` is an absolute URL outside the base.
         """
-        if "://" not in path:
-            return f"{self.base_url}/{path.lstrip('/')}" if path else self.base_url
-        if not _under(path, self.base_url):
+        url = path if "://" in path else (f"{self.base_url}/{path.lstrip('/')}" if path else self.base_url)
+        if not _under(url, self.base_url):  # relative paths too: "../../other-session/fhir/Patient"
             raise OutsideBaseError(f"{path} is outside the FHIR base URL {self.base_url}")
-        return path
+        return url
 
     def request(self, method: str, path: str, params: SearchParams | None = None, json: Any = None) -> FhirReply:
         url = self.url(path)
@@ -154,6 +153,8 @@ def _under(url: str, base: str) -> bool:
     target, root = urlsplit(url), urlsplit(base)
     if (target.scheme, target.netloc) != (root.scheme, root.netloc):
         return False
+    if any(unquote(segment) in (".", "..") for segment in target.path.split("/")):
+        return False  # httpx resolves dot segments: /fhir/../../x would leave the base
     path, prefix = target.path.rstrip("/"), root.path.rstrip("/")
     return path == prefix or path.startswith(prefix + "/")
 

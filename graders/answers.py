@@ -46,6 +46,8 @@ def check_answer(check: AnswerCheck, answer: Any, env: dict[str, Any]) -> Verdic
     if isinstance(check, AnswerSet):
         return _set(answer, expected)
     if isinstance(check, AnswerText):
+        if expected is None:
+            return Verdict.fail("the scenario gives no expected text (its expression is empty)")
         hit = isinstance(answer, str) and normal_text(answer) == normal_text(str(expected))
         return _verdict(hit, f"{_show(answer)} {'matches' if hit else 'does not match'} {_show(expected)}")
     assert isinstance(check, AnswerExact)

@@ -52,5 +52,8 @@ def _run(check: Any, data: GradingInput, env: dict[str, Any]) -> Verdict:
         function = GRADERS.get(check.function)
         if function is None:
             return Verdict.fail(f"no grader function {check.function!r}; registered: {', '.join(sorted(GRADERS))}")
-        return function(data, check.args)
+        try:
+            return function(data, check.args)
+        except Exception as exc:  # the answer is the agent's: a grader must not crash the episode on it
+            return Verdict.fail(f"grader function {check.function!r} raised {type(exc).__name__}: {exc}")
     return WRITE_CHECKS[type(check)](check, data)  # type: ignore[no-any-return]

@@ -21,7 +21,7 @@ from ..scenarios.model import (
     SeriesValue,
     TableValue,
 )
-from .expressions import evaluate, single
+from .expressions import ExpressionError, evaluate, single
 
 __all__ = ["ValuesUnavailable", "compute_values", "effective_instant", "find_patient", "instant_text"]
 
@@ -57,7 +57,7 @@ def compute_values(scenario: Scenario, client: FhirClient, patient: dict[str, An
     for name, spec in scenario.expectations.values.items():
         try:
             values[name] = _compute(spec, client, patient, now, env)
-        except RuntimeError as exc:
+        except (RuntimeError, ExpressionError) as exc:  # a broken formula too: the episode cannot be graded
             raise ValuesUnavailable(f"value {name!r}: {exc}") from None
         env[name] = values[name]
     return values
@@ -158,6 +158,8 @@ def _age(patient: dict[str, Any], now: datetime) -> int | None:
 
 def _table(spec: TableValue, env: dict[str, Any]) -> Any:
     value = single(evaluate(spec.input, None, env))
+    if value is None:
+        return spec.missing
     if isinstance(value, bool) or not isinstance(value, int | float):
         return spec.otherwise
     for row in spec.rows:

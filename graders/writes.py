@@ -31,10 +31,11 @@ def _write_count(check: WriteCount, data: GradingInput) -> Verdict:
     ]
     what = " ".join(filter(None, ["/".join(check.methods or []), check.resource or "", "write(s)"]))
     listed = ", ".join(f"{w.kind} {w.type}/{w.id}" for w in chosen[:5])
-    passed = len(chosen) == check.count
-    return Verdict(
-        passed=passed, reason=f"{len(chosen)} {what}, expected {check.count}" + (f": {listed}" if listed else "")
-    )
+    expected = resolve(check.count, data.env())
+    if isinstance(expected, bool) or not isinstance(expected, int | float):
+        return Verdict.fail(f"the expected count {expected!r} is not a number")
+    listing = f": {listed}" if listed else ""
+    return Verdict(passed=len(chosen) == expected, reason=f"{len(chosen)} {what}, expected {expected:g}{listing}")
 
 
 def _write_fields(check: WriteFields, data: GradingInput) -> Verdict:
@@ -107,7 +108,9 @@ def _assert(assertion: FieldAssertion, resource: dict[str, Any], env: dict[str, 
 
 
 def _equal(value: Any, expected: Any) -> bool:
-    if isinstance(value, int | float) and isinstance(expected, int | float) and not isinstance(value, bool):
+    if isinstance(value, bool) or isinstance(expected, bool):  # in Python True == 1; in FHIR a boolean is no number
+        return isinstance(value, bool) and isinstance(expected, bool) and value == expected
+    if isinstance(value, int | float) and isinstance(expected, int | float):
         return float(value) == float(expected)
     return bool(value == expected)
 
@@ -167,8 +170,9 @@ def _no_deletes(_check: NoDeletes, data: GradingInput) -> Verdict:
 def _unchanged(check: Unchanged, data: GradingInput) -> Verdict:
     env = data.env()
     changed = []
+    created = {(w.type, w.id) for w in data.writes if w.kind == "create"}  # the episode's own: not "existing"
     for w in data.writes:
-        if w.type != check.resource or not w.existed_before:
+        if w.type != check.resource or not w.existed_before or (w.type, w.id) in created:
             continue
         allowed = (
             check.except_where and w.resource is not None and evaluate(check.except_where, w.resource, env) == [True]

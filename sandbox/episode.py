@@ -1,6 +1,6 @@
 """One episode: open a session at the scenario's ``now``, add its setup, compute its values, let the agent act
 through the FHIR tools, collect what it wrote (the write log and the final state of each written resource),
-grade, and delete the session."""
+grade, and delete the session. Preparing and grading are in ``grading`` (MCP sessions use them too)."""
 
 from __future__ import annotations
 
@@ -13,17 +13,17 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field
 
-from .agents.base import Agent, AgentTask
-from .agents.tools import FhirTools, StepLimitReached, ToolCall
-from .fhir_server.client import FhirClient
-from .graders.grade import grade
-from .graders.inputs import GradingInput, Write
+from .agents.base import Agent, AgentTask, ModelUnavailable
+from .agents.tools import FhirTools, StepLimitReached, TimeLimitReached, ToolCall, ToolErrorLimitReached
+from .agents.trace import AgentTrace
+from .graders.inputs import Write
 from .graders.outcome import CheckResult
-from .graders.values import ValuesUnavailable, compute_values, find_patient, instant_text
+from .graders.values import ValuesUnavailable, instant_text
+from .grading import SetupError, grade_episode, prepare_episode
 from .scenarios.model import Scenario
 from .targets import SessionHandle, Target, TargetError
 
-__all__ = ["AgentFactory", "EpisodeResult", "Termination", "run_episode"]
+__all__ = ["AgentFactory", "EpisodeLimits", "EpisodeResult", "Termination", "run_episode"]
 
 # Builds the episode's agent; gets the scenario and the ${...} variables of its reference solution
 AgentFactory = Callable[[Scenario, Mapping[str, str]], Agent]
@@ -33,8 +33,26 @@ class Termination(StrEnum):
     FINISHED = "finished"
     NO_FINISH = "no_finish"  # the agent stopped without calling finish
     STEP_LIMIT = "step_limit"
+    TOOL_ERROR_LIMIT = "tool_error_limit"
+    TIME_LIMIT = "time_limit"
+    TOKEN_LIMIT = "token_limit"
     AGENT_ERROR = "agent_error"  # the agent (or its model) raised
-    INFRASTRUCTURE_ERROR = "infrastructure_error"  # the server or the scenario's setup failed: not scored
+    INFRASTRUCTURE_ERROR = "infrastructure_error"  # server, setup or model provider failed: retried, not scored
+
+
+_LIMITS = {
+    StepLimitReached: Termination.STEP_LIMIT,
+    ToolErrorLimitReached: Termination.TOOL_ERROR_LIMIT,
+    TimeLimitReached: Termination.TIME_LIMIT,
+}
+
+
+class EpisodeLimits(BaseModel):
+    """Limits of the run, applied to every episode (the step limit is the scenario's)."""
+
+    max_tool_errors: int | None = Field(10, ge=1, description="Failed tool calls before the episode ends.")
+    max_seconds: float | None = Field(600, gt=0, description="Wall time of the agent's part of an episode.")
+    max_tokens: int | None = Field(None, ge=1, description="Input + output tokens of the agent's model calls.")
 
 
 class EpisodeResult(BaseModel):
@@ -42,6 +60,7 @@ class EpisodeResult(BaseModel):
     scenario_version: int
     category: str
     agent: str
+    model: str | None = None
     trial: int = 0
     termination: Termination
     score: float | None = Field(description="1.0 or 0.0; None when an infrastructure error prevented grading.")
@@ -51,39 +70,44 @@ class EpisodeResult(BaseModel):
     writes: list[Write] = Field(default_factory=list)
     values: dict[str, Any] = Field(default_factory=dict)
     patient_id: str | None = None
+    patient: dict[str, Any] | None = Field(None, description="The scenario's Patient as the episode found it.")
+    messages: list[dict[str, Any]] = Field(default_factory=list, description="The agent's conversation, if any.")
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float | None = None
+    retries: int = Field(0, description="Model calls retried after transient errors.")
+    attempts: int = Field(1, description="Tries of the episode (infrastructure errors are retried).")
     error: str | None = None
     started: str
     seconds: float
 
 
-class SetupError(RuntimeError):
-    """The scenario's setup resources were refused by the server."""
-
-
 def run_episode(
-    scenario: Scenario, make_agent: AgentFactory, target: Target, http: httpx.Client, trial: int = 0
+    scenario: Scenario,
+    make_agent: AgentFactory,
+    target: Target,
+    http: httpx.Client,
+    trial: int = 0,
+    limits: EpisodeLimits | None = None,
 ) -> EpisodeResult:
+    limits = limits or EpisodeLimits()
     started, clock = datetime.now(UTC), time.perf_counter()
     fields: dict[str, Any] = {}
     agent_name = "?"
+    trace: AgentTrace | None = None
     handle: SessionHandle | None = None
     try:
-        handle = target.open(scenario.now, label=scenario.id)
-        client = FhirClient(handle.fhir_base_url, http)
-        _apply_setup(client, scenario.setup)
-        mark = len(target.write_log(handle))
-        patient = find_patient(client, scenario.patient) if scenario.patient else None
-        values = compute_values(scenario, client, patient)
-        variables = {"now": instant_text(scenario.now)}
-        if patient is not None and scenario.patient is not None:
-            variables |= {"patient.id": str(patient["id"]), "patient.mrn": scenario.patient.mrn}
-        agent = make_agent(scenario, variables)
+        prepared = prepare_episode(scenario, target, http)
+        handle, client, patient = prepared.handle, prepared.client, prepared.patient
+        agent = make_agent(scenario, prepared.variables)
         agent_name = agent.name
-        tools = FhirTools(client, scenario.limits.max_steps)
+        trace = getattr(agent, "trace", None)
+        deadline = time.monotonic() + limits.max_seconds if limits.max_seconds else None
+        tools = FhirTools(client, scenario.limits.max_steps, limits.max_tool_errors, deadline)
         termination, error = _act(agent, scenario, handle, tools)
-        writes = _collect_writes(client, target.write_log(handle)[mark:])
-        data = GradingInput(answer=tools.answer, writes=writes, values=values, patient=patient, now=variables["now"])
-        result = grade(scenario, data)
+        if limits.max_tokens and trace and trace.input_tokens + trace.output_tokens > limits.max_tokens:
+            termination, error = Termination.TOKEN_LIMIT, f"used more than {limits.max_tokens} tokens"
+        writes, result = grade_episode(prepared, tools.answer, target)
         score = result.score if termination == Termination.FINISHED else 0.0
         fields = {
             "termination": termination,
@@ -92,11 +116,12 @@ def run_episode(
             "checks": result.checks,
             "tool_calls": tools.calls,
             "writes": writes,
-            "values": values,
+            "values": prepared.values,
             "patient_id": patient["id"] if patient else None,
+            "patient": patient,
             "error": error,
         }
-    except (TargetError, ValuesUnavailable, SetupError, httpx.HTTPError) as exc:
+    except (TargetError, ValuesUnavailable, SetupError, ModelUnavailable, httpx.HTTPError) as exc:
         fields = {
             "termination": Termination.INFRASTRUCTURE_ERROR,
             "score": None,
@@ -108,6 +133,15 @@ def run_episode(
                 target.close(handle)
             except TargetError as exc:
                 fields.setdefault("error", str(exc))
+    if trace is not None:
+        fields |= {
+            "model": trace.model,
+            "messages": trace.messages,
+            "input_tokens": trace.input_tokens,
+            "output_tokens": trace.output_tokens,
+            "cost": trace.cost,
+            "retries": trace.retries,
+        }
     return EpisodeResult(
         scenario_id=scenario.id,
         scenario_version=scenario.version,
@@ -130,67 +164,10 @@ def _act(agent: Agent, scenario: Scenario, handle: SessionHandle, tools: FhirToo
     )
     try:
         agent.run(task, tools)
-    except StepLimitReached as exc:
-        return Termination.STEP_LIMIT, str(exc)
-    except httpx.HTTPError:
-        raise  # the server failed, not the agent
+    except (StepLimitReached, ToolErrorLimitReached, TimeLimitReached) as exc:
+        return _LIMITS[type(exc)], str(exc)
+    except (httpx.HTTPError, ModelUnavailable):
+        raise  # the server or the model provider failed, not the agent
     except Exception as exc:  # an agent's own failure is its result, whatever it raised
         return Termination.AGENT_ERROR, f"{type(exc).__name__}: {exc}"
     return (Termination.FINISHED, None) if tools.finished else (Termination.NO_FINISH, None)
-
-
-def _apply_setup(client: FhirClient, setup: list[dict[str, Any]]) -> None:
-    if not setup:
-        return
-    entries = [
-        {
-            "resource": resource,
-            "request": {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}
-            if resource.get("id")
-            else {"method": "POST", "url": resource["resourceType"]},
-        }
-        for resource in setup
-    ]
-    reply = client.transaction({"resourceType": "Bundle", "type": "transaction", "entry": entries})
-    if not reply.ok:
-        raise SetupError(f"the scenario's setup was refused (HTTP {reply.status}): {_diagnostics(reply.body)}")
-
-
-_KINDS = {"POST": "create", "PATCH": "patch", "DELETE": "delete"}
-
-
-def _collect_writes(client: FhirClient, log: list[dict[str, Any]]) -> list[Write]:
-    """The successful writes in ``log`` with the final state of what they wrote and the version they replaced."""
-    final: dict[tuple[str, str], dict[str, Any] | None] = {}
-    writes = []
-    for entry in log:
-        if not 200 <= int(entry["status"]) < 300:
-            continue
-        key = (entry["type"], entry["id"])
-        if key not in final:
-            reply = client.read(*key)
-            final[key] = reply.body if reply.status == 200 else None
-        kind = _KINDS.get(entry["method"], "create" if entry["version"] == 1 else "update")
-        prior = None
-        if entry["version"] > 1:
-            reply = client.vread(entry["type"], entry["id"], entry["version"] - 1)
-            prior = reply.body if reply.status == 200 else None
-        writes.append(
-            Write(
-                seq=entry["seq"],
-                kind=kind,
-                type=entry["type"],
-                id=entry["id"],
-                version=entry["version"],
-                status=entry["status"],
-                resource=final[key],
-                prior=prior,
-            )
-        )
-    return writes
-
-
-def _diagnostics(body: Any) -> str:
-    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
-        return "; ".join(str(i.get("diagnostics", "")) for i in body.get("issue", ()))
-    return str(body)[:300]

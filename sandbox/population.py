@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,8 @@ from .fixtures import GENERATOR_VERSION, PopulationOptions, build_population, co
 
 __all__ = [
     "DEFAULT_POPULATION",
+    "SUITES_PATIENTS",
+    "SUITES_POPULATION",
     "build_generated",
     "coverage_table",
     "generated_name",
@@ -26,6 +30,10 @@ __all__ = [
 ]
 
 DEFAULT_POPULATION = "default"
+# The bundled suites use the first 30 patients of the default population (patients are generated independently,
+# so a smaller population is a prefix of a larger one): enough to validate and test them quickly.
+SUITES_POPULATION = "suites"
+SUITES_PATIENTS = 30
 
 
 def generated_name(options: PopulationOptions) -> str:
@@ -35,19 +43,44 @@ def generated_name(options: PopulationOptions) -> str:
 
 
 def build_generated(patients: int, seed: int, name: str | None, force: bool, console: Console) -> Path:
-    """Build (unless cached) the generated population of these options; returns its file."""
+    """Build (unless cached) the generated population of these options; returns its file. Processes that ask
+    for the same population at once (test workers, two servers) wait for one build instead of each building."""
     options = PopulationOptions(patients=patients, seed=seed)
     path = population_path(name or generated_name(options))
     if path.exists() and not force:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(path.with_name(path.name + ".lock")):
+        if path.exists() and not force:
+            return path  # another process built it while we waited
+        _build(options, path, console)
+    return path
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """A cross-process lock (POSIX flock; elsewhere no lock, and a concurrent build only costs time: each build
+    writes a temporary file and renames it into place)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(options: PopulationOptions, path: Path, console: Console) -> None:
     columns = (TextColumn("building population"), BarColumn(), MofNCompleteColumn(), TextColumn("patients"),
                TimeElapsedColumn())  # fmt: skip
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("build", total=options.patients)
         report = build_population(options, path, progress=lambda done, total: progress.update(task, completed=done))
     console.print(f"built {report.resources:,} resources for {report.patients} patients into {path}")
-    return path
 
 
 def resolve_population(name: str, console: Console) -> Path:
@@ -58,6 +91,8 @@ def resolve_population(name: str, console: Console) -> Path:
     """
     if name == DEFAULT_POPULATION:
         return build_generated(PopulationOptions().patients, PopulationOptions().seed, None, False, console)
+    if name == SUITES_POPULATION:
+        return build_generated(SUITES_PATIENTS, PopulationOptions().seed, None, False, console)
     path = population_path(name)
     if not path.exists():
         raise FileNotFoundError(f"no population {name!r}; build or import it first (fhir-sandbox population list)")

@@ -44,19 +44,24 @@ def validate_paths(
     loaded = load_scenarios(paths)
     scenarios = loaded.scenarios
     report = ValidationReport(scenarios=scenarios, problems=loaded.problems)
+    broken = set()  # scenarios with static problems are not run (a missing reference function would raise)
     for scenario in scenarios:
-        report.problems.extend(static_problems(scenario, loaded.file(scenario)))
+        found = static_problems(scenario, loaded.file(scenario))
+        if found:
+            broken.add(scenario.id)
+        report.problems.extend(found)
     if database is None or not scenarios:
         return report
     with LocalServer(ServerSettings(database=database)) as server, httpx.Client(timeout=60) as http:
         target = LocalTarget(server.url, http)
         for done, scenario in enumerate(scenarios, start=1):
-            file = loaded.file(scenario)
-            reference = run_episode(scenario, reference_agent, target, http)
-            nothing = run_episode(scenario, do_nothing_agent, target, http)
-            report.reference.append(reference)
-            report.do_nothing.append(nothing)
-            report.problems.extend(_run_problems(scenario, file, reference, nothing))
+            if scenario.id not in broken:
+                file = loaded.file(scenario)
+                reference = run_episode(scenario, reference_agent, target, http)
+                nothing = run_episode(scenario, do_nothing_agent, target, http)
+                report.reference.append(reference)
+                report.do_nothing.append(nothing)
+                report.problems.extend(_run_problems(scenario, file, reference, nothing))
             if progress:
                 progress(done, len(scenarios))
     return report

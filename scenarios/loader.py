@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -75,7 +76,7 @@ def load_scenario(path: Path | str) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError([_problem(str(path), data, error) for error in exc.errors()]) from None
+        raise ScenarioError(_merged([_problem(str(path), data, error) for error in exc.errors()])) from None
 
 
 @dataclass
@@ -130,6 +131,30 @@ def _problem(file: str, data: Any, error: Any) -> ScenarioProblem:
     elif "input" in error and kind not in ("value_error", "assertion_error"):
         message = f"{message} (got {_short(error['input'])})"
     return ScenarioProblem(file, pointer, message.removeprefix("Value error, "))
+
+
+_TYPE_ERROR = re.compile(r"^Input should be a valid (\w+)(?: \(got (.*)\))?$")
+
+
+def _merged(problems: list[ScenarioProblem]) -> list[ScenarioProblem]:
+    """One line per location for a value that matches none of a union's types ("should be a valid boolean,
+    integer, ... (got X)"), instead of one line per type."""
+    merged: list[ScenarioProblem] = []
+    types: dict[tuple[str, str], tuple[int, list[str], str]] = {}  # location -> (line, type names, "got")
+    for problem in problems:
+        match = _TYPE_ERROR.match(problem.message)
+        if not match:
+            merged.append(problem)
+            continue
+        key = (problem.file, problem.pointer)
+        if key not in types:
+            types[key] = (len(merged), [], f" (got {match.group(2)})" if match.group(2) else "")
+            merged.append(problem)
+        line, names, got = types[key]
+        names.append(match.group(1))
+        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+        merged[line] = ScenarioProblem(problem.file, problem.pointer, f"Input should be a valid {listed}{got}")
+    return merged
 
 
 def _data_path(data: Any, loc: tuple[Any, ...]) -> list[Any]:

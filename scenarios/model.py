@@ -14,7 +14,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..fixtures import MRN_SYSTEM
 
@@ -139,12 +139,14 @@ class TableRow(_Strict):
 
 
 class TableValue(_ValueBase):
-    """A lookup table (a dose table): the first row whose bound the input meets; ``otherwise`` if none."""
+    """A lookup table (a dose table): the first row whose bound the input meets; ``otherwise`` if none does,
+    ``missing`` if there is no input."""
 
     kind: Literal["table"]
     input: str = Field(description='FHIRPath giving a number, e.g. "%mg.value".')
     rows: list[TableRow] = Field(min_length=1)
-    otherwise: Any = Field(None, description="The value when no row applies (or the input is empty).")
+    otherwise: Any = Field(None, description="The value when no row applies.")
+    missing: Any = Field(None, description="The value when the input is empty (e.g. no lab result).")
 
 
 ValueSpec = Annotated[
@@ -254,7 +256,9 @@ class WriteCount(_CheckBase):
     """Exactly ``count`` successful writes (of ``resource``, by ``methods``) in the episode."""
 
     type: Literal["write_count"]
-    count: int = Field(ge=0)
+    count: Annotated[int, Field(ge=0)] | Expr = Field(
+        description='A number, or {"expr": ...} computed from the values.'
+    )
     resource: str | None = Field(None, description="Count only writes of this resource type.")
     methods: list[Literal["create", "update", "patch", "delete"]] | None = Field(
         None, description="Count only these kinds of write (default: all)."
@@ -362,6 +366,15 @@ class Expectations(_Strict):
                 raise ValueError(f"value name {name!r} must match {NAME} and not be 'now' or 'patient'")
         return values
 
+    @field_validator("checks")
+    @classmethod
+    def _unique_names(cls, checks: list[Any]) -> list[Any]:
+        names = [check.name for check in checks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"check names must be unique; repeated: {', '.join(duplicates)}")
+        return checks
+
 
 # -- the rest of the scenario ---------------------------------------------------------------------------------------
 
@@ -434,16 +447,18 @@ class Scenario(_Strict):
                 raise ValueError(f"setup[{index}] has no resourceType")
         return setup
 
-    @model_validator(mode="after")
-    def _basis_names_checks(self) -> Scenario:
-        names = [check.name for check in self.expectations.checks]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"check names must be unique; repeated: {', '.join(duplicates)}")
-        unknown = [n for n in self.reward_basis if n not in names]
+    # field validators (not a model validator) so that a problem's location is /reward_basis, not the file's root
+    @field_validator("reward_basis")
+    @classmethod
+    def _basis_names_checks(cls, basis: list[str], info: ValidationInfo) -> list[str]:
+        expectations = info.data.get("expectations")
+        if expectations is None:  # invalid itself: already reported
+            return basis
+        names = [check.name for check in expectations.checks]
+        unknown = [n for n in basis if n not in names]
         if unknown:
             raise ValueError(f"reward_basis names no check {unknown}; the checks are {names}")
-        return self
+        return basis
 
     @property
     def expects_action(self) -> bool:
