@@ -15,9 +15,7 @@ Offline: a local server on an empty SQLite file; each scenario brings its patien
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,7 +25,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -40,7 +37,7 @@ from fhir_sandbox.fhir_server import ServerSettings, make_engine
 from fhir_sandbox.runner import run_batch
 from fhir_sandbox.runs import RunFolder
 from fhir_sandbox.scenarios.model import Scenario
-from fhir_sandbox.server import LocalServer
+from fhir_sandbox.server import LocalServer, ServerProcess
 from fhir_sandbox.targets import LocalTarget, SessionHandle
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from rich.console import Console
@@ -187,47 +184,9 @@ def run(
     return wall, results, phases
 
 
-@contextmanager
-def serving(database: str, how: str) -> Iterator[Any]:
-    """A server with a ``url``: LocalServer (a thread here, sharing this process's GIL with the episodes) or
-    ``fhir-sandbox serve`` in a subprocess."""
-    if how == "thread":
-        with LocalServer(ServerSettings(database=database)) as server:
-            yield server
-        return
-    port = _free_port()
-    script = Path(sys.executable).with_name("fhir-sandbox")
-    command = [str(script)] if script.exists() else [sys.executable, "-c", "from fhir_sandbox.cli import main; main()"]
-    process = subprocess.Popen(
-        [*command, "serve", "--port", str(port), "--database", database],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/sessions/default", timeout=2).status_code < 500:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"fhir-sandbox serve did not start on {url}")
-            time.sleep(0.1)
-        yield SimpleNamespace(url=url)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def serving(database: str, how: str) -> LocalServer | ServerProcess:
+    """LocalServer (a thread here, sharing this process's GIL with the episodes) or a ServerProcess."""
+    return LocalServer(ServerSettings(database=database)) if how == "thread" else ServerProcess(database)
 
 
 def percentile(values: list[float], q: float) -> float:

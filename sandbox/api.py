@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import httpx
 from pydantic import BaseModel, Field
@@ -25,7 +26,7 @@ from .runner import ScenarioFilter, run_batch, select_scenarios
 from .runs import Manifest, RunFolder, git_commit, latest, now_text, scenario_hash
 from .scenarios.loader import ScenarioError, ScenarioProblem, load_scenarios
 from .scenarios.model import Scenario
-from .server import LocalServer
+from .server import LocalServer, ServerProcess
 from .stats import Comparison, RunStats, compare_runs, run_stats
 from .targets import LocalTarget
 
@@ -41,6 +42,11 @@ class RunRequest(BaseModel):
     filter: ScenarioFilter = Field(default_factory=ScenarioFilter)
     population: str = SUITES_POPULATION
     database: str | None = Field(None, description="A population file instead of a named population.")
+    server: Literal["auto", "thread", "process"] = Field(
+        "auto",
+        description="Where our FHIR server runs: a thread of this process, or its own process (its own GIL; "
+        "'auto' takes a process when more than 4 episodes run at once).",
+    )
     out: Path
     resume: bool = False
 
@@ -65,7 +71,7 @@ def run(
         created=now_text(),
         package_version=__version__,
         git_commit=git_commit(Path(__file__).parent),
-        config=request.model_dump(mode="json", exclude={"out", "resume", "concurrency"}),
+        config=request.model_dump(mode="json", exclude={"out", "resume", "concurrency", "server"}),
         population=_fingerprint(request.population if not request.database else None, database),
         scenarios={s.id: scenario_hash(s) for s in scenarios},
     )
@@ -75,7 +81,9 @@ def run(
         folder.check_resumable(manifest)
     else:
         folder.start(manifest)
-    with LocalServer(ServerSettings(database=database)) as server, httpx.Client(timeout=120) as http:
+    in_process = request.server == "thread" or (request.server == "auto" and request.concurrency <= 4)
+    serving = LocalServer(ServerSettings(database=database)) if in_process else ServerProcess(database)
+    with serving as server, httpx.Client(timeout=120, limits=_pool(request.concurrency)) as http:
         run_batch(
             scenarios,
             make_agent,
@@ -119,6 +127,11 @@ def regrade(path: Path, scenario_paths: list[str] | None = None) -> tuple[int, R
 
 def compare(path_a: Path, path_b: Path) -> Comparison:
     return compare_runs(latest(RunFolder(path_a).episodes()), latest(RunFolder(path_b).episodes()))
+
+
+def _pool(concurrency: int) -> httpx.Limits:
+    """Enough pooled connections for every episode in flight (httpx keeps 10 by default)."""
+    return httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency + 8)
 
 
 def _scenarios(request: RunRequest) -> list[Scenario]:

@@ -44,6 +44,9 @@ def serve(
     default_page_size: Annotated[int, typer.Option(help="_count when none is given")] = 20,
     max_page_size: Annotated[int, typer.Option(help="Largest _count honoured")] = 200,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+    keep_sessions: Annotated[
+        bool, typer.Option(help="Keep the sessions earlier runs left in the file (default: clear them)")
+    ] = False,
 ) -> None:
     """Serve the FHIR R4 API at http://HOST:PORT/fhir (sessions at /sessions/{id}/fhir)."""
     import uvicorn
@@ -58,7 +61,7 @@ def serve(
         database=target, public_url=public_url, default_page_size=default_page_size, max_page_size=max_page_size
     )
     app_ = create_app(settings)
-    stale = app_.state.repository.reset_sessions()
+    stale = 0 if keep_sessions else app_.state.repository.reset_sessions()
     console.print(f"FHIR R4 server on [bold]http://{host}:{port}/fhir[/bold]  (database: {target})", highlight=False)
     if stale:
         console.print(f"cleared {stale} session(s) left by an earlier run")
@@ -253,6 +256,7 @@ def run(
     category: Annotated[list[str] | None, typer.Option(help="Only this category; repeatable")] = None,
     scenario: Annotated[list[str] | None, typer.Option(help="Only this scenario id (or prefix*); repeatable")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="Only scenarios with this tag; repeatable")] = None,
+    per_category: Annotated[int | None, typer.Option(min=1, help="At most this many scenarios per category")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many scenarios")] = None,
     max_tool_errors: Annotated[int, typer.Option(min=1, help="Failed tool calls before an episode ends")] = 10,
     max_seconds: Annotated[float, typer.Option(min=1, help="Wall-time limit of an episode")] = 600,
@@ -272,7 +276,7 @@ def run(
     from .api import RunRequest
     from .api import run as run_episodes
     from .episode import EpisodeLimits, EpisodeResult
-    from .report import stats_table
+    from .report import stats_summary, stats_table
     from .runner import ScenarioFilter
     from .runs import RunMismatch
     from .scenarios.loader import ScenarioError
@@ -292,7 +296,9 @@ def run(
         trials=trials,
         concurrency=concurrency,
         limits=EpisodeLimits(max_tool_errors=max_tool_errors, max_seconds=max_seconds, max_tokens=max_tokens),
-        filter=ScenarioFilter(categories=category or [], ids=scenario or [], tags=tag or [], limit=limit),
+        filter=ScenarioFilter(
+            categories=category or [], ids=scenario or [], tags=tag or [], per_category=per_category, limit=limit
+        ),
         population=population,
         database=database,
         out=out,
@@ -325,20 +331,23 @@ def run(
         raise _fail(str(exc)) from None
     _write_html(folder)
     console.print(stats_table(stats, title=f"{chosen}{' ' + model if model else ''} on {', '.join(suite)}"))
-    console.print(f"run folder: {folder.path}  (report: {folder.path / 'report.html'})")
+    console.print(stats_summary(stats), highlight=False)
+    console.print(f"run folder: {folder.path}  (report: {folder.path / 'report.html'})", highlight=False)
 
 
 @app.command()
 def report(run_folder: Annotated[Path, typer.Argument(help="A run folder")]) -> None:
     """Print a run's results and (re)write its report.html."""
-    from .report import stats_table
+    from .report import stats_summary, stats_table
     from .runs import RunFolder, latest
     from .stats import run_stats
 
     folder = RunFolder(run_folder)
     if not folder.exists():
         raise _fail(f"{run_folder} is not a run folder (no manifest.json)")
-    console.print(stats_table(run_stats(latest(folder.episodes())), title=str(run_folder)))
+    stats = run_stats(latest(folder.episodes()))
+    console.print(stats_table(stats, title=str(run_folder)))
+    console.print(stats_summary(stats), highlight=False)
     _write_html(folder)
     console.print(f"report: {folder.path / 'report.html'}")
 
@@ -352,13 +361,14 @@ def regrade(
 ) -> None:
     """Grade a run's stored episodes again with the current graders and scenarios, without a model or server."""
     from .api import regrade as regrade_run
-    from .report import stats_table
+    from .report import stats_summary, stats_table
     from .runs import RunFolder
 
     if not RunFolder(run_folder).exists():
         raise _fail(f"{run_folder} is not a run folder (no manifest.json)")
     changed, stats = regrade_run(run_folder, scenarios)
     console.print(stats_table(stats, title=f"{run_folder} (regraded: {changed} score(s) changed)"))
+    console.print(stats_summary(stats), highlight=False)
     _write_html(RunFolder(run_folder))
 
 
@@ -466,3 +476,7 @@ def grade_command(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

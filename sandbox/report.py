@@ -7,7 +7,7 @@ from rich.table import Table
 
 from .stats import Comparison, Rate, RunStats
 
-__all__ = ["comparison_table", "stats_table"]
+__all__ = ["comparison_table", "stats_summary", "stats_table"]
 
 
 def _rate(rate: Rate) -> str:
@@ -28,15 +28,18 @@ def stats_table(stats: RunStats, title: str = "Results") -> Table:
     if stats.trials > 1:
         for k in sorted(stats.pass_hat_k):
             table.add_row(f"pass^{k} / pass@{k}", "", f"{stats.pass_hat_k[k]:.1%} / {stats.pass_at_k[k]:.1%}")
-    endings = ", ".join(f"{name} {count}" for name, count in sorted(stats.terminations.items()))
-    tokens = f"{stats.input_tokens:,} in / {stats.output_tokens:,} out" + (
-        f", ${stats.cost:.2f}" if stats.cost is not None else ""
-    )
-    table.caption = (
-        f"{stats.episodes} episodes ({endings}); infrastructure errors are not scored: {stats.infrastructure_errors}"
-        + (f"; tokens {tokens}" if stats.input_tokens or stats.output_tokens else "")
-    )
     return table
+
+
+def stats_summary(stats: RunStats) -> str:
+    """One line under the table: how episodes ended, infrastructure errors (not scored), tokens and cost."""
+    endings = ", ".join(f"{name} {count}" for name, count in sorted(stats.terminations.items()))
+    line = f"{stats.episodes} episodes ({endings}); not scored (infrastructure errors): {stats.infrastructure_errors}"
+    if stats.input_tokens or stats.output_tokens:
+        line += f"; tokens {stats.input_tokens:,} in / {stats.output_tokens:,} out"
+    if stats.cost is not None:
+        line += f"; cost ${stats.cost:.2f}"
+    return line
 
 
 def comparison_table(result: Comparison, name_a: str, name_b: str) -> Table:

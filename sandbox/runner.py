@@ -5,6 +5,7 @@ scored). Resumable: pairs already stored are skipped."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
@@ -23,6 +24,7 @@ class ScenarioFilter(BaseModel):
     categories: list[str] = Field(default_factory=list)
     ids: list[str] = Field(default_factory=list, description="Scenario ids, or id prefixes ending in '*'.")
     tags: list[str] = Field(default_factory=list)
+    per_category: int | None = Field(None, ge=1, description="At most this many scenarios of each category.")
     limit: int | None = Field(None, ge=1, description="At most this many scenarios (after the other filters).")
 
 
@@ -36,6 +38,14 @@ def select_scenarios(scenarios: Iterable[Scenario], chosen: ScenarioFilter) -> l
         if chosen.tags and not set(chosen.tags) & set(scenario.tags):
             continue
         picked.append(scenario)
+    if chosen.per_category:
+        seen: Counter[str] = Counter()
+        kept = []
+        for scenario in picked:
+            seen[scenario.category] += 1
+            if seen[scenario.category] <= chosen.per_category:
+                kept.append(scenario)
+        picked = kept
     return picked[: chosen.limit] if chosen.limit else picked
 
 

@@ -4,15 +4,19 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
 from .fhir_server import Repository, ServerSettings, create_app
 
-__all__ = ["LocalServer"]
+__all__ = ["LocalServer", "ServerProcess"]
 
 
 def _free_port() -> int:
@@ -48,3 +52,45 @@ class LocalServer:
     def __exit__(self, *exc: Any) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+class ServerProcess:
+    """``fhir-sandbox serve`` in a child process (its own GIL: many concurrent episodes in this process no longer
+    slow the server down), keeping the sessions other runs have on the same file. A context manager."""
+
+    def __init__(self, database: str, port: int | None = None, start_timeout: float = 60):
+        self.port = port or _free_port()
+        self.database = database
+        self.start_timeout = start_timeout
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ServerProcess:
+        script = Path(sys.executable).with_name("fhir-sandbox")
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "fhir_sandbox.cli"]
+        arguments = ["serve", "--port", str(self.port), "--database", self.database, "--keep-sessions"]
+        self.process = subprocess.Popen([*command, *arguments], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            try:
+                if httpx.get(f"{self.url}/fhir/metadata", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                error = self.process.stderr.read().decode(errors="replace")[-500:] if self.process.stderr else ""
+                self.__exit__()
+                raise RuntimeError(f"the FHIR server did not start on {self.url}: {error}")
+            time.sleep(0.1)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stderr:
+            self.process.stderr.close()
