@@ -12,7 +12,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
@@ -25,7 +24,6 @@ from .trace import AgentTrace
 __all__ = ["SYSTEM_PROMPT", "LLMAgent", "ModelUnavailable", "openai_tools"]
 
 _RETRYABLE_NAMES = ("RateLimit", "Timeout", "APIConnection", "ServiceUnavailable", "InternalServer", "Overloaded")
-_MAX_RESULT_CHARS = 200_000
 
 
 def openai_tools() -> list[dict[str, Any]]:
@@ -78,12 +76,7 @@ class LLMAgent:
                 if tools.finished:
                     content = "error: the task is already finished"
                 else:
-                    result = tools.call(call["name"], call.get("args") or {})
-                    content = _as_text(
-                        result.content
-                        if result.ok
-                        else {"error": True, "status": result.status, "body": result.content}
-                    )
+                    content = tools.call(call["name"], call.get("args") or {}).text()
                 answers.append(ToolMessage(content=content, tool_call_id=call.get("id") or ""))
             for bad in reply.invalid_tool_calls:
                 error = (
@@ -134,13 +127,6 @@ def message_json(message: BaseMessage) -> dict[str, Any]:
     if isinstance(message, ToolMessage):
         data["tool_call_id"] = message.tool_call_id
     return data
-
-
-def _as_text(content: Any) -> str:
-    text = content if isinstance(content, str) else orjson.dumps(content).decode()
-    if len(text) > _MAX_RESULT_CHARS:
-        return text[:_MAX_RESULT_CHARS] + f"... [truncated: {len(text):,} characters; use _count or _elements]"
-    return text
 
 
 def _retryable(exc: Exception) -> bool:

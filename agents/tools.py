@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, Field
 
 from ..fhir_server.client import FhirClient, FhirReply, OutsideBaseError
@@ -26,6 +27,9 @@ __all__ = [
     "ToolResult",
     "langchain_tools",
 ]
+
+
+MAX_RESULT_CHARS = 200_000
 
 
 class StepLimitReached(RuntimeError):
@@ -44,6 +48,15 @@ class ToolResult(BaseModel):
     ok: bool
     status: int | None = Field(None, description="The HTTP status of the FHIR call, if one was made.")
     content: Any = Field(description="What the agent is shown: the FHIR response body, or the error.")
+
+    def text(self) -> str:
+        """The result as a model reads it: the body's JSON, or {"error": true, "status", "body"} for a failure;
+        cut at 200,000 characters with a hint (a page of a few hundred Observations fits)."""
+        shown = self.content if self.ok else {"error": True, "status": self.status, "body": self.content}
+        text = shown if isinstance(shown, str) else orjson.dumps(shown).decode()
+        if len(text) > MAX_RESULT_CHARS:
+            return text[:MAX_RESULT_CHARS] + f"... [truncated: {len(text):,} characters; use _count or _elements]"
+        return text
 
 
 class ToolCall(BaseModel):
@@ -229,14 +242,11 @@ class FhirTools:
 def langchain_tools(tools: FhirTools) -> list[Any]:
     """The episode's tools as LangChain ``StructuredTool``s (for your own LangChain or LangGraph agent): each
     returns the JSON text of the result and is tagged ``read`` or ``write`` in its metadata."""
-    import orjson
     from langchain_core.tools import StructuredTool
 
     def bound(name: str) -> Any:
         def call(**args: Any) -> str:
-            result = tools.call(name, args)
-            body = result.content if result.ok else {"error": True, "status": result.status, "body": result.content}
-            return body if isinstance(body, str) else orjson.dumps(body).decode()
+            return tools.call(name, args).text()
 
         return call
 

@@ -74,7 +74,6 @@ __all__ = [
 
 TASK_URI = "fhir-sandbox://task"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")  # the server's session ids (no path separators)
-_MAX_RESULT_CHARS = 200_000  # as the LLM agent truncates a tool result
 _LIMITS = {
     StepLimitReached: Termination.STEP_LIMIT,
     ToolErrorLimitReached: Termination.TOOL_ERROR_LIMIT,
@@ -203,8 +202,7 @@ class McpSession:
                 self.state.termination, self.state.answer = Termination.FINISHED, self.tools.answer
             self.state.tool_calls = list(self.tools.calls)
             _save_state(self.state, self.state_dir)
-        shown = result.content if result.ok else {"error": True, "status": result.status, "body": result.content}
-        return _result(_text(shown), error=not result.ok)
+        return _result(result.text(), error=not result.ok)
 
 
 def _parse_json_strings(tool: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -221,13 +219,6 @@ def _parse_json_strings(tool: str, arguments: Mapping[str, Any]) -> dict[str, An
             if isinstance(candidate, dict):
                 parsed[name] = candidate
     return parsed
-
-
-def _text(content: Any) -> str:
-    text = content if isinstance(content, str) else orjson.dumps(content).decode()
-    if len(text) > _MAX_RESULT_CHARS:
-        return text[:_MAX_RESULT_CHARS] + f"... [truncated: {len(text):,} characters; use _count or _elements]"
-    return text
 
 
 def _result(text: str, error: bool) -> CallToolResult:
