@@ -3,12 +3,15 @@
 Every call really happens on the session's FHIR server and the agent is told the truth: the resource, the
 Bundle, or the OperationOutcome. Tools reach only the FHIR base URL they were given (FhirClient refuses any
 other URL), and the step limit is enforced here, so every agent obeys the same rules.
+
+Against an external endpoint the write tools may be disabled (they then refuse without making a request), and what
+they write may be tagged (``meta.tag``) so that a run's resources can be found and removed afterwards.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -18,6 +21,7 @@ from ..fhir_server.client import FhirClient, FhirReply, OutsideBaseError
 
 __all__ = [
     "TOOL_SPECS",
+    "WRITES_DISABLED",
     "WRITE_TOOLS",
     "FhirTools",
     "StepLimitReached",
@@ -70,6 +74,7 @@ class ToolCall(BaseModel):
     result: Any = None
     method: str | None = None
     url: str | None = None
+    location: str | None = Field(None, description="The Location header of a write's response.")
     seconds: float = 0.0
 
 
@@ -139,6 +144,7 @@ TOOL_SPECS: list[dict[str, Any]] = [
 ]
 TOOL_NAMES = tuple(spec["name"] for spec in TOOL_SPECS)
 WRITE_TOOLS = frozenset({"create", "update"})  # the rest only read (finish changes nothing in the chart)
+WRITES_DISABLED = "writes are disabled against this server; the run was started without --allow-writes"
 
 
 class FhirTools:
@@ -150,13 +156,21 @@ class FhirTools:
         max_steps: int,
         max_tool_errors: int | None = None,
         deadline: float | None = None,
+        allow_writes: bool = True,
+        tag: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        calls: list[ToolCall] | None = None,
     ):
-        """``deadline`` is a ``time.monotonic()`` instant after which no further call runs."""
+        """``deadline`` is a ``time.monotonic()`` instant after which no further call runs. Without
+        ``allow_writes``, create and update fail with WRITES_DISABLED and send nothing. ``tag`` is a Coding
+        (system and code) or (system, code) pairs, added to the ``meta.tag`` of every resource the tools write.
+        ``calls`` is the list to record the calls in (the session handle's, for targets that read it)."""
         self.client = client
         self.max_steps = max_steps
         self.max_tool_errors = max_tool_errors
         self.deadline = deadline
-        self.calls: list[ToolCall] = []
+        self.allow_writes = allow_writes
+        self.tags = _codings(tag)
+        self.calls: list[ToolCall] = calls if calls is not None else []
         self.answer: Any = None
         self.finished = False
 
@@ -201,6 +215,7 @@ class FhirTools:
                 result=result.content,
                 method=reply.method if reply else None,
                 url=reply.url if reply else None,
+                location=reply.location if reply and tool in WRITE_TOOLS else None,
                 seconds=round(time.perf_counter() - started, 4),
             )
         )
@@ -231,9 +246,10 @@ class FhirTools:
             _segment(resource["resourceType"], "resourceType")
             if tool == "update":
                 _segment(resource.get("id"), "id")
-                reply = self.client.update(resource)
-            else:
-                reply = self.client.create(resource)
+            if not self.allow_writes:
+                return ToolResult(ok=False, content=WRITES_DISABLED), None
+            resource = _tagged(resource, self.tags)
+            reply = self.client.update(resource) if tool == "update" else self.client.create(resource)
         else:
             raise _BadCall(f"unknown tool {tool!r}; the tools are {', '.join(TOOL_NAMES)}")
         return ToolResult(ok=reply.ok, status=reply.status, content=reply.body), reply
@@ -284,6 +300,28 @@ def _segment(value: Any, name: str) -> str:
     if not isinstance(value, str) or not value or any(c in value for c in "/?#%\\") or value in (".", ".."):
         raise _BadCall(f"{name} must be a plain FHIR {name.replace('_', ' ')}, not {value!r}")
     return value
+
+
+def _codings(tag: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> list[dict[str, str]]:
+    if tag is None:
+        return []
+    if isinstance(tag, Mapping):
+        return [{"system": str(tag["system"]), "code": str(tag["code"])}]
+    return [{"system": system, "code": code} for system, code in tag]
+
+
+def _tagged(resource: Mapping[str, Any], tags: list[dict[str, str]]) -> Mapping[str, Any]:
+    """``resource`` with ``tags`` added to its meta.tag (those it lacks); the agent's own dict is left as it was
+    (the trajectory records what the agent sent)."""
+    if not tags:
+        return resource
+    meta = resource.get("meta")
+    meta = dict(meta) if isinstance(meta, Mapping) else {}
+    present = meta.get("tag")
+    present = list(present) if isinstance(present, list) else []
+    have = {(t.get("system"), t.get("code")) for t in present if isinstance(t, Mapping)}
+    meta["tag"] = present + [t for t in tags if (t["system"], t["code"]) not in have]
+    return {**resource, "meta": meta}
 
 
 def _param(value: Any) -> str | list[str]:

@@ -1,5 +1,6 @@
 """The FastAPI application: the FHIR API at ``/fhir`` (the shared default session) and at
-``/sessions/{id}/fhir`` (an episode's own view), plus the small session admin API."""
+``/sessions/{id}/fhir`` (an episode's own view), plus the small session admin API. With ``settings.auth`` set,
+auth.py protects both (and, for SMART, adds discovery and the token endpoint)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import jsonio
+from .auth import install_auth
 from .errors import BadRequest, FhirError, MethodNotAllowed, NotFound, operation_outcome
 from .http import FHIR_JSON, build_request, error_response, render
 from .searchparams import registry as default_registry
@@ -45,9 +47,13 @@ def create_app(settings: ServerSettings | None = None, repository: Repository | 
     app.state.repository = repository
     app.state.service = service
 
+    def origin(request: Request) -> str:
+        return (settings.public_url or str(request.base_url)).rstrip("/")
+
     def fhir_base(request: Request, session: str) -> str:
-        origin = (settings.public_url or str(request.base_url)).rstrip("/")
-        return f"{origin}/fhir" if session == DEFAULT_SESSION else f"{origin}/sessions/{session}/fhir"
+        return f"{origin(request)}/fhir" if session == DEFAULT_SESSION else f"{origin(request)}/sessions/{session}/fhir"
+
+    app.state.auth = install_auth(app, settings, service, origin)  # before the FHIR routes: it adds discovery
 
     async def fhir(request: Request, session: str, path: str) -> Response:
         req = await build_request(request, path, session, fhir_base(request, session), settings.max_body_bytes)
@@ -71,7 +77,7 @@ def create_app(settings: ServerSettings | None = None, repository: Repository | 
         return _json(
             201,
             _session_json(info, fhir_base(request, info.id)),
-            {"Location": f"{str(request.base_url).rstrip('/')}/sessions/{info.id}"},
+            {"Location": f"{origin(request)}/sessions/{info.id}"},
         )
 
     @app.get("/sessions", summary="List sessions")

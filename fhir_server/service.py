@@ -4,13 +4,14 @@ method and path to one of them. HTTP routes and Bundle entries both come through
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import jsonpatch
 
-from . import jsonio
+from . import jsonio, realism
 from .capability import capability_statement
 from .errors import (
     BadRequest,
@@ -43,6 +44,8 @@ class FhirService:
         self.registry = repository.registry
         self.settings = settings
         self.limits = PageLimits(settings.default_page_size, settings.max_page_size)
+        # auth.py sets this to add rest.security to the CapabilityStatement of a protected server
+        self.capability_hook: Callable[[bytes, FhirRequest], bytes] | None = None
 
     # -- dispatch -------------------------------------------------------------------------------------------
 
@@ -83,7 +86,10 @@ class FhirService:
     def _read_interaction(self, req: FhirRequest, unit: Unit | None) -> FhirResponse:
         path = req.path
         if path == ["metadata"] and req.method in ("GET", "HEAD"):
-            return FhirResponse(200, capability_statement(self.registry, req.base_url))
+            statement = capability_statement(self.registry, req.base_url)
+            if self.capability_hook is not None:
+                statement = self.capability_hook(statement, req)
+            return FhirResponse(200, statement)
         if path == ["_history"]:
             return self.history(req, None, None)
         if not path:
@@ -165,12 +171,19 @@ class FhirService:
         """search (http.html#search, search.html): GET, POST _search, and Patient/[id]/[type] compartments."""
         ctx = self.context(req)
         strict = req.prefer.get("handling") == "strict"
+        if self.settings.require_patient:
+            realism.check_required(resource_type, items, self.registry, compartment)
         request = parse_search(resource_type, items, self.registry, ctx, limits=self.limits, strict=strict)
         request.compartment_patient = compartment
         result = unit.search(request, ctx) if unit else self.repository.search(req.session, request, ctx)
         link_path = f"Patient/{compartment}/{resource_type}" if compartment else resource_type
         warnings = [f"unknown search parameter {name!r} was ignored" for name in request.ignored]
-        return FhirResponse(200, searchset_bundle(req.base_url, link_path, request, result, warnings))
+        limit = self.settings.include_limit
+        dropped = realism.limit_includes(result, limit)
+        bundle = searchset_bundle(req.base_url, link_path, request, result, warnings)
+        if dropped and limit is not None:
+            realism.note_truncated_includes(bundle, dropped, limit)
+        return FhirResponse(200, bundle)
 
     def find(self, unit: Unit, req: FhirRequest, resource_type: str, query: str) -> list[str]:
         """Ids of the resources a conditional interaction's criteria match (all of them, up to a bound)."""

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 
 from .agent_choice import AgentChoice, agent_factory
-from .episode import EpisodeLimits, EpisodeResult
+from .episode import AgentFactory, EpisodeLimits, EpisodeResult
 from .fhir_server import ServerSettings, __version__, make_engine
 from .graders.grade import grade
 from .graders.inputs import GradingInput
@@ -27,6 +27,7 @@ from .runs import Manifest, RunFolder, git_commit, latest, now_text, scenario_ha
 from .scenarios.loader import ScenarioError, ScenarioProblem, load_scenarios
 from .scenarios.model import Scenario
 from .server import LocalServer, ServerProcess
+from .staging import EndpointOptions, StagingTarget, connect, new_run_id
 from .stats import Comparison, RunStats, compare_runs, run_stats
 from .targets import LocalTarget
 
@@ -47,8 +48,14 @@ class RunRequest(BaseModel):
         description="Where our FHIR server runs: a thread of this process, or its own process (its own GIL; "
         "'auto' takes a process when more than 4 episodes run at once).",
     )
+    endpoint: EndpointOptions | None = Field(
+        None, description="Run on this external FHIR endpoint instead of our server (no sessions; see staging)."
+    )
     out: Path
     resume: bool = False
+
+
+_NOT_CONFIG = {"out", "resume", "concurrency", "server", "endpoint"}  # left out of the manifest's config
 
 
 def run(
@@ -61,26 +68,25 @@ def run(
     Raises:
         ScenarioError: scenario files with problems. RunMismatch: a resume that does not match the run.
         FileExistsError: ``out`` holds a run and ``resume`` is false. AgentChoiceError, ModelSpecError.
+        AuthError: the endpoint's authorisation failed.
     """
     console = console or Console(quiet=True)
     scenarios = _scenarios(request)
     make_agent = agent_factory(request.agent)
-    database = request.database or str(resolve_population(request.population, console))
     folder = RunFolder(request.out)
+    if request.endpoint is not None:
+        _run_on_endpoint(request, request.endpoint, scenarios, make_agent, folder, on_result)
+        return folder, run_stats(latest(folder.episodes()))
+    database = request.database or str(resolve_population(request.population, console))
     manifest = Manifest(
         created=now_text(),
         package_version=__version__,
         git_commit=git_commit(Path(__file__).parent),
-        config=request.model_dump(mode="json", exclude={"out", "resume", "concurrency", "server"}),
+        config=request.model_dump(mode="json", exclude=_NOT_CONFIG),
         population=_fingerprint(request.population if not request.database else None, database),
         scenarios={s.id: scenario_hash(s) for s in scenarios},
     )
-    if folder.exists():
-        if not request.resume:
-            raise FileExistsError(f"{folder.path} already holds a run: --resume to continue it, or another --out")
-        folder.check_resumable(manifest)
-    else:
-        folder.start(manifest)
+    _start(folder, manifest, request.resume)
     in_process = request.server == "thread" or (request.server == "auto" and request.concurrency <= 4)
     serving = LocalServer(ServerSettings(database=database)) if in_process else ServerProcess(database)
     with serving as server, httpx.Client(timeout=120, limits=_pool(request.concurrency)) as http:
@@ -96,6 +102,54 @@ def run(
             on_result=on_result,
         )
     return folder, run_stats(latest(folder.episodes()))
+
+
+def _run_on_endpoint(
+    request: RunRequest,
+    endpoint: EndpointOptions,
+    scenarios: list[Scenario],
+    make_agent: AgentFactory,
+    folder: RunFolder,
+    on_result: Callable[[EpisodeResult, int, int], None] | None,
+) -> None:
+    """A run on an external endpoint: the manifest names the endpoint, its auth mode and the run id its
+    resources are tagged with (kept on resume, so that cleanup finds all of them)."""
+    stored = folder.manifest().config.get("endpoint") if request.resume and folder.exists() else None
+    run_id = stored["run_id"] if isinstance(stored, dict) and stored.get("run_id") else new_run_id(folder.path.name)
+    config = request.model_dump(mode="json", exclude=_NOT_CONFIG | {"population", "database"})
+    manifest = Manifest(
+        created=now_text(),
+        package_version=__version__,
+        git_commit=git_commit(Path(__file__).parent),
+        config=config | {"endpoint": endpoint.manifest_view(run_id)},
+        population={"endpoint": endpoint.fhir_base_url.rstrip("/")},
+        scenarios={s.id: scenario_hash(s) for s in scenarios},
+    )
+    with connect(endpoint, _pool(request.concurrency)) as http:  # a broken auth fails before the folder is made
+        _start(folder, manifest, request.resume)
+        target = StagingTarget(
+            endpoint.fhir_base_url, http, run_id, endpoint.allow_writes, endpoint.keep_writes, scenarios
+        )
+        run_batch(
+            scenarios,
+            make_agent,
+            target,
+            http,
+            folder,
+            trials=request.trials,
+            concurrency=request.concurrency,
+            limits=request.limits,
+            on_result=on_result,
+        )
+
+
+def _start(folder: RunFolder, manifest: Manifest, resume: bool) -> None:
+    if folder.exists():
+        if not resume:
+            raise FileExistsError(f"{folder.path} already holds a run: --resume to continue it, or another --out")
+        folder.check_resumable(manifest)
+    else:
+        folder.start(manifest)
 
 
 def regrade(path: Path, scenario_paths: list[str] | None = None) -> tuple[int, RunStats]:

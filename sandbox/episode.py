@@ -21,7 +21,7 @@ from .graders.outcome import CheckResult
 from .graders.values import ValuesUnavailable, instant_text
 from .grading import SetupError, grade_episode, prepare_episode
 from .scenarios.model import Scenario
-from .targets import SessionHandle, Target, TargetError
+from .targets import NotRunnable, SessionHandle, Target, TargetError
 
 __all__ = ["AgentFactory", "EpisodeLimits", "EpisodeResult", "Termination", "run_episode"]
 
@@ -38,6 +38,7 @@ class Termination(StrEnum):
     TOKEN_LIMIT = "token_limit"
     AGENT_ERROR = "agent_error"  # the agent (or its model) raised
     INFRASTRUCTURE_ERROR = "infrastructure_error"  # server, setup or model provider failed: retried, not scored
+    NOT_RUNNABLE = "not_runnable"  # needs writes the run does not allow (an endpoint without --allow-writes)
 
 
 _LIMITS = {
@@ -78,6 +79,11 @@ class EpisodeResult(BaseModel):
     retries: int = Field(0, description="Model calls retried after transient errors.")
     attempts: int = Field(1, description="Tries of the episode (infrastructure errors are retried).")
     error: str | None = None
+    created: list[str] = Field(
+        default_factory=list,
+        description="On an endpoint without sessions: what the episode created there (setup and agent), as Type/id.",
+    )
+    removed: list[str] = Field(default_factory=list, description="Of ``created``, what was deleted after grading.")
     started: str
     seconds: float
 
@@ -103,7 +109,15 @@ def run_episode(
         agent_name = agent.name
         trace = getattr(agent, "trace", None)
         deadline = time.monotonic() + limits.max_seconds if limits.max_seconds else None
-        tools = FhirTools(client, scenario.limits.max_steps, limits.max_tool_errors, deadline)
+        tools = FhirTools(
+            client,
+            scenario.limits.max_steps,
+            limits.max_tool_errors,
+            deadline,
+            allow_writes=handle.allow_writes,
+            tag=handle.tags,
+            calls=handle.calls,
+        )
         termination, error = _act(agent, scenario, handle, tools)
         if limits.max_tokens and trace and trace.input_tokens + trace.output_tokens > limits.max_tokens:
             termination, error = Termination.TOKEN_LIMIT, f"used more than {limits.max_tokens} tokens"
@@ -121,6 +135,8 @@ def run_episode(
             "patient": patient,
             "error": error,
         }
+    except NotRunnable as exc:
+        fields = {"termination": Termination.NOT_RUNNABLE, "score": None, "error": str(exc)}
     except (TargetError, ValuesUnavailable, SetupError, ModelUnavailable, httpx.HTTPError) as exc:
         fields = {
             "termination": Termination.INFRASTRUCTURE_ERROR,
@@ -133,6 +149,7 @@ def run_episode(
                 target.close(handle)
             except TargetError as exc:
                 fields.setdefault("error", str(exc))
+            fields |= {"created": list(handle.created), "removed": list(handle.removed)}
     if trace is not None:
         fields |= {
             "model": trace.model,

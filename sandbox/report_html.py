@@ -269,6 +269,13 @@ def _state(result: EpisodeResult) -> str:
     return "passed" if result.score >= 1.0 else "failed"
 
 
+def _label(result: EpisodeResult, state: str) -> str:
+    """Not-scored episodes say why: an infrastructure error, or a scenario this endpoint cannot run."""
+    if state == "infra" and result.termination != Termination.INFRASTRUCTURE_ERROR:
+        return _e(str(result.termination).replace("_", " ").upper())
+    return _STATE_LABEL[state]
+
+
 def _order(result: EpisodeResult) -> tuple[int, str, str, int]:
     return ({"failed": 0, "infra": 1, "passed": 2}[_state(result)], result.category, result.scenario_id, result.trial)
 
@@ -278,7 +285,7 @@ def _episode(index: int, result: EpisodeResult, scenario: Scenario | None, limit
     score = "not scored" if result.score is None else f"score {result.score:g}"
     title = f" · {_e(scenario.title)}" if scenario else ""
     summary = (
-        f'<span class="badge {state}">{_STATE_LABEL[state]}</span> <code>{_e(result.scenario_id)}</code> '
+        f'<span class="badge {state}">{_label(result, state)}</span> <code>{_e(result.scenario_id)}</code> '
         f"<span>trial {result.trial}</span>{title} "
         f'<span class="cat">{_e(result.category)}</span> '
         f'<span class="term {_a(result.termination)}">{_e(result.termination)}</span> '

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +57,15 @@ class LocalServer:
 
 class ServerProcess:
     """``fhir-sandbox serve`` in a child process (its own GIL: many concurrent episodes in this process no longer
-    slow the server down), keeping the sessions other runs have on the same file. A context manager."""
+    slow the server down), keeping the sessions other runs have on the same file. A context manager.
+    ``serve_args`` are more ``serve`` options, e.g. ``["--auth", "smart", "--auth-config", path]``."""
 
-    def __init__(self, database: str, port: int | None = None, start_timeout: float = 60):
+    def __init__(
+        self, database: str, port: int | None = None, start_timeout: float = 60, serve_args: Sequence[str] = ()
+    ):
         self.port = port or _free_port()
         self.database = database
+        self.serve_args = list(serve_args)
         self.start_timeout = start_timeout
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -69,7 +74,9 @@ class ServerProcess:
         script = Path(sys.executable).with_name("fhir-sandbox")
         command = [str(script)] if script.exists() else [sys.executable, "-m", "fhir_sandbox.cli"]
         arguments = ["serve", "--port", str(self.port), "--database", self.database, "--keep-sessions"]
-        self.process = subprocess.Popen([*command, *arguments], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            [*command, *arguments, *self.serve_args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + self.start_timeout
         while True:
             try:

@@ -1,31 +1,63 @@
-"""Where episodes run: a FHIR server with sessions. ``LocalTarget`` is our server's session admin API (a session
-per episode, its exact write log, deleted afterwards)."""
+"""Where episodes run. ``LocalTarget`` is our server's session admin API (a session per episode, its exact write
+log, deleted afterwards); ``staging.StagingTarget`` is an external endpoint without sessions (the write log is the
+tool layer's record, and what the episode created is deleted afterwards)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
 
-__all__ = ["LocalTarget", "SessionHandle", "Target", "TargetError"]
+from .agents.tools import ToolCall
+from .fhir_server.client import FhirClient
+
+__all__ = ["LocalTarget", "NotRunnable", "SessionHandle", "SetupError", "Target", "TargetError", "apply_setup"]
 
 
 class TargetError(RuntimeError):
     """The target failed (an infrastructure error: retried, never scored as the agent's failure)."""
 
 
+class SetupError(RuntimeError):
+    """The scenario's setup resources were refused by the server."""
+
+
+class NotRunnable(RuntimeError):
+    """The scenario cannot run on this target as the run is configured (its setup needs writes the run does not
+    allow): neither scored nor retried."""
+
+
 @dataclass(frozen=True)
 class SessionHandle:
+    """An episode's place on a target, and what the episode's tools may do there."""
+
     id: str
     fhir_base_url: str
+    allow_writes: bool = True  # false: the write tools refuse (an external endpoint without --allow-writes)
+    tags: tuple[tuple[str, str], ...] = ()  # (system, code) meta.tags the tools put on what they write
+    # the episode's tool calls (its FhirTools records into this list): the write log of a target whose server
+    # keeps none
+    calls: list[ToolCall] = field(default_factory=list, compare=False, repr=False)
+    created: list[str] = field(default_factory=list, compare=False)  # Type/id created on a target without sessions
+    removed: list[str] = field(default_factory=list, compare=False)  # ... of those, deleted when the episode closed
 
 
 class Target(Protocol):
     def open(self, now: datetime, label: str) -> SessionHandle: ...
 
-    def write_log(self, handle: SessionHandle) -> list[dict[str, Any]]: ...
+    def add_setup(self, handle: SessionHandle, resources: list[dict[str, Any]]) -> None:
+        """Add the scenario's setup resources (one transaction).
+
+        Raises:
+            SetupError: the server refused them. NotRunnable: the target may not write them.
+        """
+        ...
+
+    def write_log(self, handle: SessionHandle) -> list[dict[str, Any]]:
+        """The session's writes in order: seq, method, type, id, version, status (as /sessions/{id}/writes)."""
+        ...
 
     def close(self, handle: SessionHandle) -> None: ...
 
@@ -40,6 +72,9 @@ class LocalTarget:
     def open(self, now: datetime, label: str) -> SessionHandle:
         body = self._call("POST", "/sessions", json={"now": now.isoformat(), "label": label})
         return SessionHandle(id=body["id"], fhir_base_url=body["fhir_base_url"])
+
+    def add_setup(self, handle: SessionHandle, resources: list[dict[str, Any]]) -> None:
+        apply_setup(FhirClient(handle.fhir_base_url, self.http), resources)
 
     def write_log(self, handle: SessionHandle) -> list[dict[str, Any]]:
         return list(self._call("GET", f"/sessions/{handle.id}/writes"))
@@ -57,3 +92,32 @@ class LocalTarget:
                 f"{method} {self.origin}{path} answered HTTP {response.status_code}: {response.text[:200]}"
             )
         return response.json() if response.content else None
+
+
+def apply_setup(client: FhirClient, setup: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Write ``setup`` in one transaction (PUT where a resource has an id, else POST); returns the response Bundle.
+
+    Raises:
+        SetupError: the server refused it.
+    """
+    if not setup:
+        return None
+    entries = [
+        {
+            "resource": resource,
+            "request": {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}
+            if resource.get("id")
+            else {"method": "POST", "url": resource["resourceType"]},
+        }
+        for resource in setup
+    ]
+    reply = client.transaction({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    if not reply.ok:
+        raise SetupError(f"the scenario's setup was refused (HTTP {reply.status}): {_diagnostics(reply.body)}")
+    return reply.body if isinstance(reply.body, dict) else None
+
+
+def _diagnostics(body: Any) -> str:
+    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+        return "; ".join(str(i.get("diagnostics", "")) for i in body.get("issue", ()))
+    return str(body)[:300]
