@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, and_, func, not_, or_
 from ..storage.records import format_instant
 from ..storage.schema import idx_date
 from .paths import Node
-from .types import IndexRow, SearchContext
+from .types import IndexValue, SearchContext
 from .values import MAX_MS, MIN_MS, DateRange, parse_date_range, split_prefix
 
 __all__ = ["DateType", "instant_clause", "stored_ranges"]
@@ -55,8 +55,8 @@ class DateType:
     table = idx_date
     modifiers = frozenset({"missing"})
 
-    def extract(self, nodes: list[Node]) -> list[IndexRow]:
-        return [{"low": r.low, "high": r.high} for node in nodes for r in stored_ranges(node)]
+    def extract(self, nodes: list[Node]) -> list[IndexValue]:
+        return [(r.low, r.high) for node in nodes for r in stored_ranges(node)]
 
     def clause(self, value: str, modifier: str | None, ctx: SearchContext, table: Any = None) -> ColumnElement[bool]:
         prefix, text = split_prefix(value)

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from ..searchparams import SearchParamRegistry
-from .kinds import PARAM_TYPES, REFERENCE
+from .kinds import PARAM_TYPES
 from .paths import Node, PathFn
 from .reference import localise
-from .types import IndexRow
+from .types import IndexRow, IndexValue
 
 __all__ = ["Indexer"]
 
-# (parameter code, kind name, its path, its extractor): a flat plan per resource type keeps the hot loop lean
-_Plan = list[tuple[str, str, PathFn, Callable[[list[Node]], list[IndexRow]]]]
+Extract = Callable[[list[Node]], list[IndexValue]]
+# a union part's path, and its key in the values one resource's parameters share (None when no other
+# parameter of the type has that part: e.g. Observation ``code`` and ``combo-code`` share ``Observation.code``)
+Parts = tuple[tuple[tuple[str, str] | None, PathFn], ...]
+# (parameter code, kind name, its parts, its extractor, whether its Patient references put the resource in that
+# patient's compartment): a flat plan per resource type keeps the hot loop lean
+Plan = list[tuple[str, str, Parts, Extract, bool]]
+
+_MAX_SHAPES = 4096  # plans kept for resource shapes (type and top-level keys): a generated population has few
+_MAX_EXTRACTED = 100_000  # values kept by their JSON text: codes, references and times recur across resources
 
 
 class Indexer:
@@ -22,67 +33,130 @@ class Indexer:
 
     def __init__(self, registry: SearchParamRegistry):
         self.registry = registry
-        self._plans: dict[str, _Plan] = {}
+        self._plans: dict[str, Plan] = {}
+        self._shapes: dict[tuple[str, ...], Plan] = {}
+        self._extracted: dict[tuple[str, str | bytes], list[IndexValue]] = {}
 
-    def _plan(self, resource_type: str) -> _Plan:
+    def _plan(self, resource_type: str) -> Plan:
         plan = self._plans.get(resource_type)
         if plan is None:
-            plan = [
-                (code, param.type, param.path, PARAM_TYPES[param.type].extract)
+            compartment = self.registry.compartment.get(resource_type, ())
+            params = [
+                param
                 for code, param in self.registry.for_type(resource_type).items()
                 if code not in ("_id", "_lastUpdated")  # searched on the resource row's own columns
+            ]
+            uses = Counter((text, param.type) for param in params for text, _ in param.path.parts)
+            plan = [
+                (
+                    param.code,
+                    param.type,
+                    tuple(
+                        ((text, param.type) if uses[text, param.type] > 1 else None, path)
+                        for text, path in param.path.parts
+                    ),
+                    PARAM_TYPES[param.type].extract,
+                    param.code in compartment,
+                )
+                for param in params
             ]
             self._plans[resource_type] = plan
         return plan
 
-    def compartment_patients(self, resource: dict[str, Any], base_url: str | None = None) -> list[str]:
-        """Ids of the patients whose compartment holds ``resource`` (R4 CompartmentDefinition)."""
-        resource_type = resource["resourceType"]
-        if resource_type == "Patient":
-            return [resource["id"]]
-        patients: list[str] = []
-        for code in self.registry.compartment.get(resource_type, ()):
-            param = self.registry.get(resource_type, code)
-            if param is None or param.type != "reference":
-                continue
-            for row in REFERENCE.extract(param.path(resource)):
-                row = localise(row, base_url) if base_url else row
-                if row["target_type"] == "Patient" and row["url"] is None and row["target_id"] not in patients:
-                    patients.append(row["target_id"])
-        return patients
+    def _shape_plan(self, resource_type: str, resource: dict[str, Any]) -> Plan:
+        """The plan of ``resource_type`` cut to the parts that can reach something in a resource with the
+        top-level keys of ``resource``: most parameters read elements that most resources lack."""
+        shape = (resource_type, *resource)
+        plan = self._shapes.get(shape)
+        if plan is None:
+            plan = []
+            for code, kind, parts, extract, links_patient in self._plan(resource_type):
+                live = tuple(
+                    (key, path)
+                    for key, path in parts
+                    if path.requires is None or not path.requires.isdisjoint(resource)
+                )
+                if live:
+                    plan.append((code, kind, live, extract, links_patient))
+            if len(self._shapes) < _MAX_SHAPES:
+                self._shapes[shape] = plan
+        return plan
 
     def rows(self, session: str, resource: dict[str, Any], base_url: str | None = None) -> dict[str, list[IndexRow]]:
-        """All index rows of ``resource`` in ``session``, by parameter kind; ``base_url`` is the FHIR base the
-        resource was written to, so that absolute references to this server index as local ones."""
+        """All index rows of ``resource`` in ``session``, by parameter kind, as tuples in their table's column
+        order; ``base_url`` is the FHIR base the resource was written to, so that absolute references to this
+        server index as local ones. Each row is tagged with a patient whose compartment holds the resource (R4
+        CompartmentDefinition), one row per patient, or with None when it is in none."""
         resource_type, resource_id = resource["resourceType"], resource["id"]
-        patients: list[str | None] = list(self.compartment_patients(resource, base_url)) or [None]
-        out: dict[str, list[IndexRow]] = {}
-        for code, kind, path, extract in self._plan(resource_type):
-            if path.requires is not None and path.requires.isdisjoint(resource):
-                continue  # most parameters: the resource has no element they read
-            try:
-                nodes = path.evaluate(resource)
-                if not nodes:
-                    continue
-                values = extract(nodes)
-            except (TypeError, AttributeError, KeyError, ValueError):
-                continue  # a shape the expression did not expect: not indexed, as a FHIRPath engine would yield {}
+        patients: list[str | None] = [resource_id] if resource_type == "Patient" else []
+        found: list[tuple[str, str, list[IndexValue]]] = []
+        shared: dict[tuple[str, str], list[IndexValue] | None] = {}
+        for code, kind, parts, extract, links_patient in self._shape_plan(resource_type, resource):
+            values: list[IndexValue] = []
+            for key, path in parts:
+                if key is None:
+                    got = self._values(path, kind, extract, resource)
+                elif key in shared:
+                    got = shared[key]
+                else:
+                    got = shared[key] = self._values(path, kind, extract, resource)
+                if got is None:  # a shape the expression did not expect: not indexed, as FHIRPath would yield {}
+                    values = []
+                    break
+                values = values + got if values else got
             if not values:
                 continue
             if base_url and kind == "reference":
                 values = [localise(v, base_url) for v in values]
             if len(values) > 1:  # the same value reached twice (e.g. a code in two codings) is one row
-                values = list({tuple(v.values()): v for v in values}.values())
+                values = list(dict.fromkeys(values))
+            if links_patient:
+                for target_id, target_type, url, *_ in values:
+                    if target_type == "Patient" and url is None and target_id not in patients:
+                        patients.append(target_id)
+            found.append((code, kind, values))
+        out: dict[str, list[IndexRow]] = {}
+        for code, kind, values in found:
             target = out.setdefault(kind, [])
-            for patient in patients:
-                for value in values:
-                    value = {
-                        "session": session,
-                        "type": resource_type,
-                        "id": resource_id,
-                        "param": code,
-                        "patient": patient,
-                        **value,
-                    }
-                    target.append(value)
+            for patient in patients or (None,):
+                head = (session, resource_type, resource_id, code, patient)
+                target.extend([head + value for value in values])
         return out
+
+    def _values(self, path: PathFn, kind: str, extract: Extract, resource: dict[str, Any]) -> list[IndexValue] | None:
+        """The index values ``path`` reaches in ``resource``; None when it met a shape it did not expect.
+
+        Each value reached is extracted once per distinct JSON text (an extractor reads only the JSON): a
+        population repeats its codes, references and times across thousands of resources."""
+        try:
+            if path.key is not None and path.key in resource:  # one top-level element: no path to walk
+                value = resource[path.key]
+                items = value if isinstance(value, list) else [value]
+            elif path.child is not None and _lacks(resource.get(path.child[0]), path.child[1]):
+                return []  # e.g. meta.profile, on the meta of most resources
+            else:
+                items = [node.value for node in path.evaluate(resource)]
+            values: list[IndexValue] = []
+            for item in items:
+                try:
+                    text = item if type(item) is str else orjson.dumps(item)
+                except TypeError:  # not JSON (a decimal...): extracted as it is
+                    values += extract([Node(item)])
+                    continue
+                if type(text) is bytes and b"null" in text:  # NaN and infinities are null in JSON text too
+                    values += extract([Node(item)])
+                    continue
+                got = self._extracted.get((kind, text))
+                if got is None:
+                    got = extract([Node(item)])
+                    if len(self._extracted) >= _MAX_EXTRACTED:
+                        self._extracted.clear()
+                    self._extracted[kind, text] = got
+                values += got
+            return values
+        except (TypeError, AttributeError, KeyError, ValueError):
+            return None
+
+
+def _lacks(parent: Any, key: str) -> bool:
+    return isinstance(parent, dict) and key not in parent

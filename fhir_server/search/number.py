@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, and_, func, not_, or_
 
 from ..storage.schema import idx_number
 from .paths import Node
-from .types import IndexRow, SearchContext
+from .types import IndexValue, SearchContext
 from .values import NumberRange, parse_number_range, split_prefix
 
 __all__ = ["NumberType", "number_clause"]
@@ -55,12 +55,12 @@ class NumberType:
     table = idx_number
     modifiers = frozenset({"missing"})
 
-    def extract(self, nodes: list[Node]) -> list[IndexRow]:
-        rows = []
+    def extract(self, nodes: list[Node]) -> list[IndexValue]:
+        rows: list[IndexValue] = []
         for node in nodes:
             value = node.value.get("value") if isinstance(node.value, dict) else node.value
             if isinstance(value, int | float) and not isinstance(value, bool):
-                rows.append({"value": float(value)})
+                rows.append((float(value),))
         return rows
 
     def clause(self, value: str, modifier: str | None, ctx: SearchContext, table: Any = None) -> ColumnElement[bool]:

@@ -34,13 +34,30 @@ class Node(NamedTuple):
 class PathFn:
     """A compiled path: call it on a resource for the nodes it reaches. ``requires`` is the set of top-level
     keys of which the resource must have one for the path to reach anything (None when it cannot say), so a
-    caller can skip the call for the many parameters a resource has no element for."""
+    caller can skip the call for the many parameters a resource has no element for. ``parts`` are the operands
+    of a union, each with its text (a path that is no union is its own one part), so that a caller evaluating
+    several expressions (``code``, ``combo-code``) can evaluate a part they share once: a union reaches the
+    nodes its parts reach, in order. ``key`` is set when the path is one top-level element (``Observation.code``):
+    on a resource that has that key, the path reaches its value (each item, when a list) and nothing else.
+    ``child`` is set when it starts with two plain elements (``meta.profile``): a resource whose first element
+    is an object without the second reaches nothing."""
 
-    __slots__ = ("evaluate", "requires")
+    __slots__ = ("child", "evaluate", "key", "parts", "requires")
 
-    def __init__(self, evaluate: Callable[[dict[str, Any]], list[Node]], requires: frozenset[str] | None):
+    def __init__(
+        self,
+        evaluate: Callable[[dict[str, Any]], list[Node]],
+        requires: frozenset[str] | None,
+        text: str = "",
+        parts: tuple[tuple[str, PathFn], ...] = (),
+        key: str | None = None,
+        child: tuple[str, str] | None = None,
+    ):
         self.evaluate = evaluate
         self.requires = requires
+        self.parts = parts or ((text, self),)
+        self.key = key
+        self.child = child
 
     def __call__(self, resource: dict[str, Any]) -> list[Node]:
         return self.evaluate(resource)
@@ -69,7 +86,7 @@ def compile_expression(expression: str, resource_type: str) -> PathFn:
         UnsupportedExpression: when a part uses FHIRPath outside the subset.
     """
     if expression.strip() == _DECEASED:
-        return PathFn(_deceased, None)
+        return PathFn(_deceased, None, _DECEASED)
     parts = [p for p in _split_union(expression) if _applies(p, resource_type)]
     compiled = [_compile_part(p) for p in parts]
     if not compiled:
@@ -86,7 +103,7 @@ def compile_expression(expression: str, resource_type: str) -> PathFn:
             out.extend(fn(resource))
         return out
 
-    return PathFn(evaluate, requires)
+    return PathFn(evaluate, requires, parts=tuple(part for fn in compiled for part in fn.parts))
 
 
 def expression_parts(expression: str, resource_type: str) -> list[str]:
@@ -137,7 +154,7 @@ def _applies(part: str, resource_type: str) -> bool:
 
 
 def _compile_part(part: str) -> PathFn:
-    part = part.strip()
+    part = original = part.strip()
     as_type = None
     match = _AS_RE.match(part)
     if match:  # "(Observation.value as Quantity)"
@@ -160,20 +177,47 @@ def _compile_part(part: str) -> PathFn:
         tokens.append(("oftype", as_type))
     tokens = _fuse_choice_types(tokens)
     steps = [_step(token) for token in tokens]
+    first = _first_step(tokens[0], steps[0]) if tokens else None
+    rest = steps[1:]
 
-    # the element the path starts with: when the resource lacks it (most parameters), answer without walking
     def evaluate(resource: dict[str, Any]) -> list[Node]:
-        nodes = [Node(resource, resource.get("resourceType"))]
-        for step in steps:
-            nodes = step(nodes)
+        if first is None:
+            return [Node(resource, resource.get("resourceType"))]
+        nodes = first(resource)
+        for step in rest:
             if not nodes:
                 break
+            nodes = step(nodes)
         return nodes
 
-    return PathFn(evaluate, _required_keys(tokens))
+    whole = len(tokens) == 1 and (tokens[0][0] == "key" or (tokens[0][0] == "field" and tokens[0][2] is None))
+    plain = [t[1] for t in tokens[:2] if t[0] == "field" and t[1] not in _choice_keys()]
+    child = (plain[0], plain[1]) if len(plain) == 2 and tokens[0][2] is None else None
+    return PathFn(evaluate, _required_keys(tokens), original, key=tokens[0][1] if whole else None, child=child)
 
 
 Token = tuple[Any, ...]
+_new = tuple.__new__  # _new(Node, (value, type)) is Node(value, type) without a Python-level __new__ call
+
+
+def _first_step(token: Token, step: Step) -> Callable[[dict[str, Any]], list[Node]]:
+    """``step`` applied to a resource: for the usual first steps (an element, a choice key) it reads the
+    resource's JSON directly rather than wrapping the resource in a node for the general step."""
+    if token[0] not in ("field", "key"):
+        return lambda resource: step([Node(resource, resource.get("resourceType"))])
+    name, fhir_type, index = (token[1], None, token[2]) if token[0] == "field" else (token[1], token[2], None)
+    choices = token[0] == "field" and name in _choice_keys()
+
+    def first(resource: dict[str, Any]) -> list[Node]:
+        if name not in resource:  # a choice element (valueQuantity, ...) is for the general step
+            return step([Node(resource, resource.get("resourceType"))]) if choices else []
+        value = resource[name]
+        found = (
+            [_new(Node, (v, fhir_type)) for v in value] if isinstance(value, list) else [_new(Node, (value, fhir_type))]
+        )
+        return found if index is None else found[index : index + 1]
+
+    return first
 
 
 def _required_keys(tokens: list[Token]) -> frozenset[str] | None:
@@ -251,7 +295,7 @@ def _choice_key(key: str, fhir_type: str) -> Step:
         for node in nodes:
             obj = node.value
             if isinstance(obj, dict) and key in obj:
-                out.extend(Node(v, fhir_type) for v in _as_list(obj[key]))
+                out.extend(_new(Node, (v, fhir_type)) for v in _as_list(obj[key]))
         return out
 
     return step
@@ -295,7 +339,9 @@ def _child(name: str, index: int | None) -> Step:
                 continue
             if name in obj:
                 value = obj[name]
-                found: list[Node] = [Node(v) for v in value] if isinstance(value, list) else [Node(value)]
+                found: list[Node] = (
+                    [_new(Node, (v, None)) for v in value] if isinstance(value, list) else [_new(Node, (value, None))]
+                )
             elif not choices:
                 continue
             else:  # a choice element: valueQuantity, effectivePeriod, ...

@@ -14,7 +14,7 @@ from ..storage.schema import idx_quantity
 from .number import number_clause
 from .paths import Node
 from .text import split_escaped, unescape
-from .types import IndexRow, SearchContext
+from .types import IndexValue, SearchContext
 from .values import parse_number_range, split_prefix
 
 __all__ = ["QuantityType"]
@@ -27,8 +27,8 @@ class QuantityType:
     table = idx_quantity
     modifiers = frozenset({"missing"})
 
-    def extract(self, nodes: list[Node]) -> list[IndexRow]:
-        rows = []
+    def extract(self, nodes: list[Node]) -> list[IndexValue]:
+        rows: list[IndexValue] = []
         for node in nodes:
             q = node.value
             if not isinstance(q, dict):
@@ -37,11 +37,9 @@ class QuantityType:
             if not isinstance(value, int | float) or isinstance(value, bool):
                 continue
             if "currency" in q:  # Money
-                rows.append({"value": float(value), "system": _ISO_4217, "code": q["currency"], "unit": None})
+                rows.append((float(value), _ISO_4217, q["currency"], None))
             else:
-                rows.append(
-                    {"value": float(value), "system": q.get("system"), "code": q.get("code"), "unit": q.get("unit")}
-                )
+                rows.append((float(value), q.get("system"), q.get("code"), q.get("unit")))
         return rows
 
     def clause(self, value: str, modifier: str | None, ctx: SearchContext, table: Any = None) -> ColumnElement[bool]:

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Table, func
 from ..errors import InvalidSearch
 from .paths import Node
 from .text import split_escaped, unescape
-from .types import IndexRow, SearchContext
+from .types import IndexValue, SearchContext
 
 __all__ = ["ParsedReference", "ReferenceType", "localise", "parse_reference"]
 
@@ -42,19 +42,20 @@ def parse_reference(reference: str, base_url: str | None = None) -> ParsedRefere
     return ParsedReference(None, None, reference)
 
 
-def localise(row: IndexRow, base_url: str) -> IndexRow:
-    """``row`` as the local reference it is when its URL is this server's own (``base_url``'s origin).
+def localise(row: IndexValue, base_url: str) -> IndexValue:
+    """``row`` (a reference's index value) as the local reference it is when its URL is this server's own
+    (``base_url``'s origin).
 
     Clients copy the absolute ``fullUrl`` a searchset gives them into references; those must index as
     ``Type/id`` so that every reference form, chaining, compartments and includes find them.
     """
-    url = row["url"]
+    url = row[2]
     if url is None or "://" not in url:
         return row
     parsed = parse_reference(url, base_url)
     if parsed.url is not None:
         return row
-    return {**row, "target_type": parsed.target_type, "target_id": parsed.target_id, "url": None}
+    return (parsed.target_id, parsed.target_type, None, *row[3:])
 
 
 def _make_local(reference: str, base_url: str) -> str:
@@ -74,8 +75,8 @@ class ReferenceType:
     def __init__(self, table: Table):
         self.table = table
 
-    def extract(self, nodes: list[Node]) -> list[IndexRow]:
-        rows = []
+    def extract(self, nodes: list[Node]) -> list[IndexValue]:
+        rows: list[IndexValue] = []
         for node in nodes:
             value = node.value
             if isinstance(value, str):  # canonical
@@ -123,12 +124,7 @@ class ReferenceType:
         return func.max(table.c.target_id) if descending else func.min(table.c.target_id)
 
 
-def _row(parsed: ParsedReference, identifier: dict[str, Any] | None = None) -> IndexRow:
+def _row(parsed: ParsedReference, identifier: dict[str, Any] | None = None) -> IndexValue:
+    """The value columns of idx_reference: target_id, target_type, url, ident_system, ident_value."""
     identifier = identifier or {}
-    return {
-        "target_type": parsed.target_type,
-        "target_id": parsed.target_id,
-        "url": parsed.url,
-        "ident_system": identifier.get("system"),
-        "ident_value": identifier.get("value"),
-    }
+    return (parsed.target_id, parsed.target_type, parsed.url, identifier.get("system"), identifier.get("value"))

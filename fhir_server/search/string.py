@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, func
 from ..storage.schema import idx_string
 from .paths import Node
 from .text import normalize, unescape
-from .types import IndexRow, SearchContext
+from .types import IndexValue, SearchContext
 
 __all__ = ["StringType"]
 
@@ -41,11 +41,11 @@ class StringType:
     table = idx_string
     modifiers = frozenset({"exact", "contains", "missing"})
 
-    def extract(self, nodes: list[Node]) -> list[IndexRow]:
-        rows = []
+    def extract(self, nodes: list[Node]) -> list[IndexValue]:
+        rows: list[IndexValue] = []
         for node in nodes:
             for text in _strings(node.value):
-                rows.append({"norm": normalize(text)[:512], "exact": text[:512]})
+                rows.append((normalize(text)[:512], text[:512]))
         return rows
 
     def clause(self, value: str, modifier: str | None, ctx: SearchContext, table: Any = None) -> ColumnElement[bool]:

@@ -11,22 +11,22 @@ from sqlalchemy import ColumnElement, func
 from ..storage.schema import idx_token
 from .paths import Node
 from .text import normalize, split_escaped, unescape
-from .types import IndexRow, SearchContext
+from .types import IndexValue, SearchContext
 
 __all__ = ["TokenType"]
 
 _CONTACT_SYSTEMS = {"phone", "fax", "email", "pager", "url", "sms", "other"}
 
 
-def _row(code: Any, system: Any = None, text: Any = None) -> IndexRow:
-    return {
-        "code": code if isinstance(code, str) else None,
-        "system": system if isinstance(system, str) else None,
-        "text": normalize(text)[:512] if isinstance(text, str) else None,
-    }
+def _row(code: Any, system: Any = None, text: Any = None) -> IndexValue:
+    return (
+        code if isinstance(code, str) else None,
+        system if isinstance(system, str) else None,
+        normalize(text)[:512] if isinstance(text, str) else None,
+    )
 
 
-def _token_rows(value: Any) -> list[IndexRow]:
+def _token_rows(value: Any) -> list[IndexValue]:
     if isinstance(value, bool):
         return [_row("true" if value else "false")]
     if isinstance(value, str):
@@ -53,10 +53,10 @@ class TokenType:
     table = idx_token
     modifiers = frozenset({"text", "not", "missing"})
 
-    def extract(self, nodes: list[Node]) -> list[IndexRow]:
-        rows: list[IndexRow] = []
+    def extract(self, nodes: list[Node]) -> list[IndexValue]:
+        rows: list[IndexValue] = []
         for node in nodes:
-            rows.extend(r for r in _token_rows(node.value) if r["code"] is not None or r["text"] is not None)
+            rows.extend(r for r in _token_rows(node.value) if r[0] is not None or r[2] is not None)  # code or text
         return rows
 
     def clause(self, value: str, modifier: str | None, ctx: SearchContext, table: Any = None) -> ColumnElement[bool]:

@@ -10,9 +10,11 @@ from sqlalchemy import ColumnElement, Table
 
 from .paths import Node
 
-__all__ = ["IndexRow", "ParamType", "SearchContext"]
+__all__ = ["IndexRow", "IndexValue", "ParamType", "SearchContext"]
 
-IndexRow = dict[str, Any]
+# tuples in the index table's column order: inserted as they are, with no per-row dict to build or unpack
+IndexValue = tuple[Any, ...]  # the value columns of an index row (the columns after ``patient``)
+IndexRow = tuple[Any, ...]  # a whole index row: session, type, id, param, patient, then the value columns
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,8 +34,8 @@ class ParamType(Protocol):
     table: Table
     modifiers: frozenset[str]
 
-    def extract(self, nodes: list[Node]) -> list[IndexRow]:
-        """Index values (column -> value) for the nodes a parameter's expression reached."""
+    def extract(self, nodes: list[Node]) -> list[IndexValue]:
+        """Index values (the value columns, in table order) for the nodes a parameter's expression reached."""
         ...
 
     def clause(self, value: str, modifier: str | None, ctx: SearchContext, table: Any = None) -> ColumnElement[bool]:

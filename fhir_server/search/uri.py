@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, false, func, or_
 from ..storage.schema import idx_uri
 from .paths import Node
 from .text import unescape
-from .types import IndexRow, SearchContext
+from .types import IndexValue, SearchContext
 
 __all__ = ["UriType"]
 
@@ -19,14 +19,14 @@ class UriType:
     table = idx_uri
     modifiers = frozenset({"below", "above", "missing"})
 
-    def extract(self, nodes: list[Node]) -> list[IndexRow]:
-        rows = []
+    def extract(self, nodes: list[Node]) -> list[IndexValue]:
+        rows: list[IndexValue] = []
         for node in nodes:
             value = node.value
             if isinstance(value, dict):  # Reference or Attachment with a url
                 value = value.get("reference") or value.get("url")
             if isinstance(value, str):
-                rows.append({"value": value})
+                rows.append((value,))
         return rows
 
     def clause(self, value: str, modifier: str | None, ctx: SearchContext, table: Any = None) -> ColumnElement[bool]:
