@@ -396,6 +396,9 @@ class Reference(_Strict):
 
     steps: list[ToolStep] | None = None
     function: str | None = Field(None, description="A reference solution registered in scenarios/solutions.py.")
+    expects_writes: bool | None = Field(
+        None, description="Whether a correct agent writes; required with a function (steps show it themselves)."
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> Reference:
@@ -403,10 +406,14 @@ class Reference(_Strict):
             raise ValueError("a reference needs exactly one of 'steps' or 'function'")
         if self.steps is not None and (not self.steps or self.steps[-1].tool != "finish"):
             raise ValueError("the reference steps must end with a 'finish' call")
+        if self.function is not None and self.expects_writes is None:
+            raise ValueError("a reference function needs 'expects_writes' (does a correct agent write here?)")
         return self
 
     @property
     def writes(self) -> bool:
+        if self.expects_writes is not None:
+            return self.expects_writes
         return any(step.tool in ("create", "update") for step in self.steps or ())
 
 

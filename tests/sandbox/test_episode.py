@@ -20,6 +20,7 @@ from fhir_sandbox.fhir_server import Repository, make_engine
 from fhir_sandbox.fhir_server.searchparams import registry
 from fhir_sandbox.fixtures import LAB_CODE_SYSTEM, MRN_SYSTEM
 from fhir_sandbox.scenarios.model import Scenario
+from fhir_sandbox.scenarios.solutions import SOLUTIONS
 from fhir_sandbox.server import LocalServer
 from fhir_sandbox.targets import LocalTarget, SessionHandle
 from typer.testing import CliRunner
@@ -179,6 +180,33 @@ def test_reference_agent_scores_one(live_server: LocalServer, http: httpx.Client
     assert {c.name: c.counted for c in result.checks}["no_deletes"] is False
     assert result.error is None and result.seconds > 0
     assert_deleted(live_server, http, target)
+
+
+def test_a_named_reference_solution_decides_from_what_the_tools_return(
+    http: httpx.Client, target: RecordingTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def replace_if_low(call: Any, variables: Mapping[str, str]) -> None:
+        params = {"patient": variables["patient.id"], "code": "K", "_sort": "-date", "_count": "1"}
+        latest = call("search", {"resource_type": "Observation", "params": params}).content["entry"][0]["resource"]
+        value = latest["valueQuantity"]["value"]
+        if value < 3.5:
+            order = {
+                **ORDER,
+                "subject": {"reference": f"Patient/{variables['patient.id']}"},
+                "authoredOn": variables["now"],
+            }
+            call("create", {"resource": order})
+        call("finish", {"answer": value})
+
+    monkeypatch.setitem(SOLUTIONS, "test.replace_if_low", replace_if_low)
+    reference = {"function": "test.replace_if_low", "expects_writes": True}
+    scenario = Scenario.model_validate(scenario_data(reference=reference))
+    result = run_episode(scenario, reference_agent, target, http)
+    assert (result.termination, result.score, result.answer) == (Termination.FINISHED, 1.0, 3.1)
+    assert [c.tool for c in result.tool_calls] == ["search", "create", "finish"]
+    assert scenario.expects_action  # declared: a function's writes cannot be read off it
+    with pytest.raises(ValueError, match="expects_writes"):
+        Scenario.model_validate(scenario_data(reference={"function": "test.replace_if_low"}))
 
 
 def test_do_nothing_agent_scores_zero(live_server: LocalServer, http: httpx.Client, target: RecordingTarget) -> None:
@@ -379,7 +407,8 @@ def test_validate_bad_files_exit_one_with_file_and_pointer(tmp_path: Path, popul
     bad_when["expectations"]["checks"][0]["when"] = "%k.value >> 1"  # fhirpathpy alone would evaluate this
     when = write_json(tmp_path / "when.json", bad_when)
     solution = write_json(
-        tmp_path / "solution.json", lookup_data(id="test.validate.solution", reference={"function": "no_such"})
+        tmp_path / "solution.json",
+        lookup_data(id="test.validate.solution", reference={"function": "no_such", "expects_writes": False}),
     )
     code, output = validate(str(tmp_path), "--database", str(population))
     assert code == 1, output
