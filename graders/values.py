@@ -123,12 +123,7 @@ def _observations(
 
 def effective_instant(resource: dict[str, Any]) -> datetime | None:
     """When an Observation was clinically true: effective[x] (a period's start), else issued."""
-    text = (
-        resource.get("effectiveDateTime")
-        or resource.get("effectiveInstant")
-        or (resource.get("effectivePeriod") or {}).get("start")
-        or resource.get("issued")
-    )
+    text = _time_text(resource)
     if not isinstance(text, str):
         return None
     try:
@@ -139,6 +134,7 @@ def effective_instant(resource: dict[str, Any]) -> datetime | None:
 
 
 def _time_text(resource: dict[str, Any]) -> str | None:
+    """The text of an Observation's clinical time, as stored: effective[x] (a period's start), else issued."""
     return (
         resource.get("effectiveDateTime")
         or resource.get("effectiveInstant")

@@ -30,6 +30,7 @@ def scenarios_validate(
     do-nothing agent 0 where an action is expected. Every problem is reported as file, JSON pointer, message."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from ..stats import run_stats
     from ..validate import validate_paths
 
     target = None
@@ -50,15 +51,14 @@ def scenarios_validate(
         console.print(
             f"[red]{problem.file}[/red]:{problem.pointer or '/'}: {problem.message}", highlight=False, soft_wrap=True
         )
-    ran = f"; reference {_mean(report.reference):.1%}, do-nothing {_mean(report.do_nothing):.1%}" if run else ""
+    if run:
+        reference, nothing = run_stats(report.reference).overall, run_stats(report.do_nothing).overall
+        ran = f"; reference {reference.rate:.1%}, do-nothing {nothing.rate:.1%}"
+    else:
+        ran = ""
     console.print(f"{len(report.scenarios)} scenario(s), {len(report.problems)} problem(s){ran}")
     if not report.ok:
         raise typer.Exit(code=1)
-
-
-def _mean(results: list) -> float:  # type: ignore[type-arg]
-    scores = [r.score for r in results if r.score is not None]
-    return sum(scores) / len(scores) if scores else 0.0
 
 
 @scenarios_app.command("list")
