@@ -32,6 +32,7 @@ import orjson
 from fhir_sandbox import episode as episode_module
 from fhir_sandbox.agents.fake import ScriptedChatModel, tool_call
 from fhir_sandbox.agents.llm import LLMAgent
+from fhir_sandbox.connections import episode_client
 from fhir_sandbox.episode import EpisodeLimits, EpisodeResult, Termination
 from fhir_sandbox.fhir_server import ServerSettings, make_engine
 from fhir_sandbox.runner import run_batch
@@ -164,8 +165,7 @@ def run(
     server: Any, workdir: Path, label: str, scenarios: list[Scenario], trials: int, delay: float, at_once: int
 ) -> tuple[float, list[EpisodeResult], Phases]:
     phases = Phases()
-    limits = httpx.Limits(max_connections=at_once * 2 + 4, max_keepalive_connections=at_once * 2 + 4)
-    with httpx.Client(timeout=120, limits=limits) as http, timing_episode_phases(phases):
+    with episode_client() as http, timing_episode_phases(phases):
         folder = RunFolder(workdir / label)
         folder.path.mkdir()  # episodes.jsonl only: no manifest needed to run a batch
         started = time.perf_counter()

@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from . import jsonio
 from .auth import install_auth
@@ -27,6 +28,7 @@ from .storage.repository import DEFAULT_SESSION, Repository
 __all__ = ["create_app"]
 
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+_FHIR_PATHS = ("/fhir", "/fhir/{path:path}", "/sessions/{session_id}/fhir", "/sessions/{session_id}/fhir/{path:path}")
 
 
 class SessionCreate(BaseModel):
@@ -60,15 +62,13 @@ def create_app(settings: ServerSettings | None = None, repository: Repository | 
         response = await run_in_threadpool(service.handle, req)
         return render(response, req)
 
-    @app.api_route("/fhir", methods=_METHODS, include_in_schema=False)
-    @app.api_route("/fhir/{path:path}", methods=_METHODS, summary="FHIR R4 API (default session)")
-    async def default_session(request: Request, path: str = "") -> Response:
-        return await fhir(request, DEFAULT_SESSION, path)
+    async def fhir_endpoint(request: Request) -> Response:
+        params = request.path_params
+        return await fhir(request, params.get("session_id", DEFAULT_SESSION), params.get("path", ""))
 
-    @app.api_route("/sessions/{session_id}/fhir", methods=_METHODS, include_in_schema=False)
-    @app.api_route("/sessions/{session_id}/fhir/{path:path}", methods=_METHODS, summary="FHIR R4 API (a session)")
-    async def in_session(request: Request, session_id: str, path: str = "") -> Response:
-        return await fhir(request, session_id, path)
+    # plain Starlette routes: FastAPI's per-request parameter solving would cost more than serving a read does
+    for path in _FHIR_PATHS:
+        app.router.routes.append(Route(path, fhir_endpoint, methods=_METHODS, include_in_schema=False))
 
     @app.post("/sessions", status_code=201, summary="Create a session (an episode's copy-on-write view)")
     async def create_session(request: Request, body: SessionCreate | None = None) -> Response:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 
 from .agent_choice import AgentChoice, agent_factory
+from .connections import episode_client
 from .episode import AgentFactory, EpisodeLimits, EpisodeResult
 from .fhir_server import ServerSettings, __version__, make_engine
 from .graders.grade import grade
@@ -89,7 +90,7 @@ def run(
     _start(folder, manifest, request.resume)
     in_process = request.server == "thread" or (request.server == "auto" and request.concurrency <= 4)
     serving = LocalServer(ServerSettings(database=database)) if in_process else ServerProcess(database)
-    with serving as server, httpx.Client(timeout=120, limits=_pool(request.concurrency)) as http:
+    with serving as server, episode_client() as http:
         run_batch(
             scenarios,
             make_agent,
