@@ -38,8 +38,9 @@ from fhir_sandbox.fhir_server import ServerSettings, make_engine
 from fhir_sandbox.runner import run_batch
 from fhir_sandbox.runs import RunFolder
 from fhir_sandbox.scenarios.model import Scenario
-from fhir_sandbox.server import LocalServer, ServerProcess
+from fhir_sandbox.server import LocalServer, ServerProcesses
 from fhir_sandbox.targets import LocalTarget, SessionHandle
+from fhir_sandbox.templates import Templates
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from rich.console import Console
 from rich.table import Table
@@ -133,12 +134,15 @@ class Phases:
 
 
 class TimedTarget(LocalTarget):
-    def __init__(self, origin: str, http: httpx.Client, phases: Phases):
+    def __init__(self, origin: list[str], http: httpx.Client, phases: Phases):
         super().__init__(origin, http)
         self.phases = phases
 
     def open(self, now: datetime, label: str) -> SessionHandle:
         return self.phases.timed("session create", super().open)(now, label)  # type: ignore[no-any-return]
+
+    def copy(self, handle: SessionHandle, now: datetime, label: str) -> SessionHandle:
+        return self.phases.timed("session create", super().copy)(handle, now, label)  # type: ignore[no-any-return]
 
     def write_log(self, handle: SessionHandle) -> list[dict[str, Any]]:
         return self.phases.timed("write log", super().write_log)(handle)  # type: ignore[no-any-return]
@@ -149,16 +153,21 @@ class TimedTarget(LocalTarget):
 
 @contextmanager
 def timing_episode_phases(phases: Phases) -> Iterator[None]:
-    """Time the two halves of run_episode around the agent (best effort: names the episode module has)."""
-    names = {"prepare_episode": "prepare", "grade_episode": "grade"}
-    originals = {name: getattr(episode_module, name) for name in names if hasattr(episode_module, name)}
+    """Time the two halves of run_episode around the agent: preparing (a new session, or a copy of the
+    scenario's template) and grading."""
+    patched = [
+        (episode_module, "prepare_episode", "prepare"),
+        (episode_module, "grade_episode", "grade"),
+        (Templates, "prepare", "prepare"),
+    ]
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patched]
     try:
-        for name, function in originals.items():
-            setattr(episode_module, name, phases.timed(names[name], function))
+        for owner, name, phase in patched:
+            setattr(owner, name, phases.timed(phase, getattr(owner, name)))
         yield
     finally:
-        for name, function in originals.items():
-            setattr(episode_module, name, function)
+        for owner, name, function in originals:
+            setattr(owner, name, function)
 
 
 def run(
@@ -172,7 +181,7 @@ def run(
         results = run_batch(
             scenarios,
             factory(delay),
-            TimedTarget(server.url, http, phases),
+            TimedTarget(server_urls(server), http, phases),
             http,
             folder,
             trials=trials,
@@ -184,9 +193,13 @@ def run(
     return wall, results, phases
 
 
-def serving(database: str, how: str) -> LocalServer | ServerProcess:
-    """LocalServer (a thread here, sharing this process's GIL with the episodes) or a ServerProcess."""
-    return LocalServer(ServerSettings(database=database)) if how == "thread" else ServerProcess(database)
+def serving(database: str, how: str, count: int) -> LocalServer | ServerProcesses:
+    """LocalServer (a thread here, sharing this process's GIL with the episodes) or ``count`` server processes."""
+    return LocalServer(ServerSettings(database=database)) if how == "thread" else ServerProcesses(database, count)
+
+
+def server_urls(server: LocalServer | ServerProcesses) -> list[str]:
+    return server.urls if isinstance(server, ServerProcesses) else [server.url]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -206,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         default="thread",
         help="the FHIR server in a thread of this process (what `fhir-sandbox run` does) or in its own process",
     )
+    parser.add_argument("--processes", type=int, default=1, help="server processes (with --server process)")
     args = parser.parse_args(argv)
     trials = max(1, args.episodes // args.scenarios)
     at_once = args.concurrency or args.scenarios * trials
@@ -218,12 +232,13 @@ def main(argv: list[str] | None = None) -> int:
         f"--delay {args.delay:g}"
         + (f" --concurrency {args.concurrency}" if args.concurrency else "")
         + (f" --server {args.server}" if args.server != "thread" else "")
+        + (f" --processes {args.processes}" if args.processes != 1 else "")
     )
     with tempfile.TemporaryDirectory(prefix="fhir-sandbox-concurrency-") as temporary:
         workdir = Path(temporary)
         database = workdir / "empty.db"
         make_engine(database).dispose()
-        with serving(str(database), args.server) as server:
+        with serving(str(database), args.server, args.processes) as server:
             run(server, workdir, "warm-up", scenarios[:2], 1, 0.0, 2)  # connections, caches, imports
             cases = [
                 (f"delay {args.delay:g} s, {at_once} at once", args.delay, at_once),

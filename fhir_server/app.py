@@ -37,6 +37,9 @@ class SessionCreate(BaseModel):
     id: str | None = Field(None, description="Session id (default: generated)")
     now: datetime | None = Field(None, description="The session's clock, with an offset (default: wall clock)")
     label: str | None = Field(None, description="A free-text label, e.g. the scenario id")
+    copy_of: str | None = Field(
+        None, description="Start with a copy of this session's data (resources, versions; not its write log)"
+    )
 
 
 def create_app(settings: ServerSettings | None = None, repository: Repository | None = None) -> FastAPI:
@@ -73,7 +76,7 @@ def create_app(settings: ServerSettings | None = None, repository: Repository | 
     @app.post("/sessions", status_code=201, summary="Create a session (an episode's copy-on-write view)")
     async def create_session(request: Request, body: SessionCreate | None = None) -> Response:
         body = body or SessionCreate()
-        info = await run_in_threadpool(repository.create_session, body.id, body.now, body.label)
+        info = await run_in_threadpool(repository.create_session, body.id, body.now, body.label, body.copy_of)
         return _json(
             201,
             _session_json(info, fhir_base(request, info.id)),

@@ -7,6 +7,8 @@ folder, stats = run(RunRequest(suites=["core"], agent=AgentChoice(agent="referen
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -27,7 +29,7 @@ from .runner import ScenarioFilter, run_batch, select_scenarios
 from .runs import Manifest, RunFolder, git_commit, latest, now_text, scenario_hash
 from .scenarios.loader import ScenarioError, ScenarioProblem, load_scenarios
 from .scenarios.model import Scenario
-from .server import LocalServer, ServerProcess
+from .server import LocalServer, ServerProcesses
 from .staging import EndpointOptions, StagingTarget, connect, new_run_id
 from .stats import Comparison, RunStats, compare_runs, run_stats
 from .targets import LocalTarget
@@ -46,8 +48,9 @@ class RunRequest(BaseModel):
     database: str | None = Field(None, description="A population file instead of a named population.")
     server: Literal["auto", "thread", "process"] = Field(
         "auto",
-        description="Where our FHIR server runs: a thread of this process, or its own process (its own GIL; "
-        "'auto' takes a process when more than 4 episodes run at once).",
+        description="Where our FHIR server runs: a thread of this process, or processes of its own (their own "
+        "GIL; one per 32 episodes at once, up to the CPU count; 'auto' takes processes when more than 4 episodes "
+        "run at once).",
     )
     endpoint: EndpointOptions | None = Field(
         None, description="Run on this external FHIR endpoint instead of our server (no sessions; see staging)."
@@ -89,12 +92,16 @@ def run(
     )
     _start(folder, manifest, request.resume)
     in_process = request.server == "thread" or (request.server == "auto" and request.concurrency <= 4)
-    serving = LocalServer(ServerSettings(database=database)) if in_process else ServerProcess(database)
+    serving = (
+        LocalServer(ServerSettings(database=database))
+        if in_process
+        else ServerProcesses(database, server_processes(request.concurrency))
+    )
     with serving as server, episode_client() as http:
         run_batch(
             scenarios,
             make_agent,
-            LocalTarget(server.url, http),
+            LocalTarget(server.urls if isinstance(server, ServerProcesses) else server.url, http),
             http,
             folder,
             trials=request.trials,
@@ -182,6 +189,12 @@ def regrade(path: Path, scenario_paths: list[str] | None = None) -> tuple[int, R
 
 def compare(path_a: Path, path_b: Path) -> Comparison:
     return compare_runs(latest(RunFolder(path_a).episodes()), latest(RunFolder(path_b).episodes()))
+
+
+def server_processes(concurrency: int) -> int:
+    """Server processes for ``concurrency`` episodes at once: one Python process serves about a core's worth of
+    requests, which 32 episodes of a fast model keep busy (benchmarks.concurrency)."""
+    return max(1, min(os.cpu_count() or 1, math.ceil(concurrency / 32)))
 
 
 def _pool(concurrency: int) -> httpx.Limits:

@@ -22,6 +22,7 @@ from .graders.values import ValuesUnavailable, instant_text
 from .grading import SetupError, grade_episode, prepare_episode
 from .scenarios.model import Scenario
 from .targets import NotRunnable, SessionHandle, Target, TargetError
+from .templates import Templates
 
 __all__ = ["AgentFactory", "EpisodeLimits", "EpisodeResult", "Termination", "run_episode"]
 
@@ -95,7 +96,11 @@ def run_episode(
     http: httpx.Client,
     trial: int = 0,
     limits: EpisodeLimits | None = None,
+    templates: Templates | None = None,
 ) -> EpisodeResult:
+    """Run one episode of ``scenario`` on ``target``: prepare its session (a copy of the scenario's template when
+    ``templates`` is given), let the agent act, grade, close the session. Never raises for an agent's or the
+    target's failure: the result's termination says what happened."""
     limits = limits or EpisodeLimits()
     started, clock = datetime.now(UTC), time.perf_counter()
     fields: dict[str, Any] = {}
@@ -103,7 +108,7 @@ def run_episode(
     trace: AgentTrace | None = None
     handle: SessionHandle | None = None
     try:
-        prepared = prepare_episode(scenario, target, http)
+        prepared = templates.prepare(scenario) if templates else prepare_episode(scenario, target, http)
         handle, client, patient = prepared.handle, prepared.client, prepared.patient
         agent = make_agent(scenario, prepared.variables)
         agent_name = agent.name

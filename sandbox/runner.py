@@ -4,6 +4,7 @@ scored). Resumable: pairs already stored are skipped."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -16,6 +17,7 @@ from .episode import AgentFactory, EpisodeLimits, EpisodeResult, Termination, ru
 from .runs import RunFolder
 from .scenarios.model import Scenario
 from .targets import Target
+from .templates import CopyingTarget, Templates
 
 __all__ = ["ScenarioFilter", "run_batch", "select_scenarios"]
 
@@ -74,16 +76,21 @@ def run_batch(
     total, finished = len(pending), 0
     results: list[EpisodeResult] = []
 
+    # a scenario's trials start from copies of one prepared session, on a target that can copy sessions
+    templates = Templates(target, http) if trials > 1 and isinstance(target, CopyingTarget) else None
+
     def one(scenario: Scenario, trial: int) -> EpisodeResult:
         for attempt in range(1, infra_retries + 2):
-            result = run_episode(scenario, make_agent, target, http, trial=trial, limits=limits)
+            result = run_episode(scenario, make_agent, target, http, trial=trial, limits=limits, templates=templates)
             result.attempts = attempt
             if result.termination != Termination.INFRASTRUCTURE_ERROR or attempt > infra_retries:
                 return result
             time.sleep(min(10.0, 0.5 * 2**attempt))
         raise AssertionError("unreachable")
 
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="episode") as pool:
+    with contextlib.ExitStack() as cleanup, ThreadPoolExecutor(max(1, concurrency), "episode") as pool:
+        if templates is not None:
+            cleanup.callback(templates.close)
         queue = iter(pending)
         running: set[Future[EpisodeResult]] = set()
         for scenario, trial in queue:  # keep at most `concurrency` in flight: results are stored as they end

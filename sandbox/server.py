@@ -17,7 +17,7 @@ import uvicorn
 
 from .fhir_server import Repository, ServerSettings, create_app
 
-__all__ = ["LocalServer", "ServerProcess"]
+__all__ = ["LocalServer", "ServerProcess", "ServerProcesses"]
 
 
 def _free_port() -> int:
@@ -71,17 +71,25 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> ServerProcess:
+        self.start()
+        self.wait_ready()
+        return self
+
+    def start(self) -> None:
         script = Path(sys.executable).with_name("fhir-sandbox")
         command = [str(script)] if script.exists() else [sys.executable, "-m", "fhir_sandbox.cli"]
         arguments = ["serve", "--port", str(self.port), "--database", self.database, "--keep-sessions"]
         self.process = subprocess.Popen(
             [*command, *arguments, *self.serve_args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
+
+    def wait_ready(self) -> None:
+        assert self.process is not None, "start() first"
         deadline = time.monotonic() + self.start_timeout
         while True:
             try:
                 if httpx.get(f"{self.url}/fhir/metadata", timeout=2).status_code == 200:
-                    return self
+                    return
             except httpx.HTTPError:
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -101,3 +109,29 @@ class ServerProcess:
             self.process.wait()
         if self.process.stderr:
             self.process.stderr.close()
+
+
+class ServerProcesses:
+    """``count`` server processes on one database file, for a run's episodes to spread their sessions over (a
+    session lives on the server that created it, so no process serves a session another one changes). One
+    Python process serves about one core's worth; many episodes at once need more. A context manager."""
+
+    def __init__(self, database: str, count: int, serve_args: Sequence[str] = ()):
+        self.servers = [ServerProcess(database, serve_args=serve_args) for _ in range(max(1, count))]
+        self.urls = [server.url for server in self.servers]
+        self.url = self.urls[0]
+
+    def __enter__(self) -> ServerProcesses:
+        try:
+            for server in self.servers:  # all start at once: each takes a second or two to import and bind
+                server.start()
+            for server in self.servers:
+                server.wait_ready()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for server in self.servers:
+            server.__exit__()

@@ -4,6 +4,9 @@ tool layer's record, and what the episode created is deleted afterwards)."""
 
 from __future__ import annotations
 
+import itertools
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -63,35 +66,53 @@ class Target(Protocol):
 
 
 class LocalTarget:
-    """Sessions on our FHIR server at ``origin`` (http://127.0.0.1:PORT)."""
+    """Sessions on our FHIR server at ``origin`` (http://127.0.0.1:PORT), or spread over several servers on one
+    database (``ServerProcesses``): each session is opened on the next, and stays there."""
 
-    def __init__(self, origin: str, http: httpx.Client):
-        self.origin = origin.rstrip("/")
+    def __init__(self, origin: str | Sequence[str], http: httpx.Client):
+        origins = [origin] if isinstance(origin, str) else list(origin)
+        if not origins:
+            raise ValueError("LocalTarget needs at least one server origin")
+        self.origins = [o.rstrip("/") for o in origins]
         self.http = http
+        self._next = itertools.cycle(self.origins)
+        self._lock = threading.Lock()
 
     def open(self, now: datetime, label: str) -> SessionHandle:
-        body = self._call("POST", "/sessions", json={"now": now.isoformat(), "label": label})
+        with self._lock:
+            origin = next(self._next)
+        body = self._call("POST", origin, "/sessions", json={"now": now.isoformat(), "label": label})
         return SessionHandle(id=body["id"], fhir_base_url=body["fhir_base_url"])
+
+    def copy(self, handle: SessionHandle, now: datetime, label: str) -> SessionHandle:
+        """A new session that starts as a copy of ``handle``'s data (on the same server, with an empty write
+        log)."""
+        body = {"now": now.isoformat(), "label": label, "copy_of": handle.id}
+        created = self._call("POST", _origin_of(handle), "/sessions", json=body)
+        return SessionHandle(id=created["id"], fhir_base_url=created["fhir_base_url"])
 
     def add_setup(self, handle: SessionHandle, resources: list[dict[str, Any]]) -> None:
         apply_setup(FhirClient(handle.fhir_base_url, self.http), resources)
 
     def write_log(self, handle: SessionHandle) -> list[dict[str, Any]]:
-        return list(self._call("GET", f"/sessions/{handle.id}/writes"))
+        return list(self._call("GET", _origin_of(handle), f"/sessions/{handle.id}/writes"))
 
     def close(self, handle: SessionHandle) -> None:
-        self._call("DELETE", f"/sessions/{handle.id}")
+        self._call("DELETE", _origin_of(handle), f"/sessions/{handle.id}")
 
-    def _call(self, method: str, path: str, json: Any = None) -> Any:
+    def _call(self, method: str, origin: str, path: str, json: Any = None) -> Any:
         try:
-            response = self.http.request(method, self.origin + path, json=json)
+            response = self.http.request(method, origin + path, json=json)
         except httpx.HTTPError as exc:
-            raise TargetError(f"{method} {self.origin}{path}: {exc}") from None
+            raise TargetError(f"{method} {origin}{path}: {exc}") from None
         if response.status_code >= 300:
-            raise TargetError(
-                f"{method} {self.origin}{path} answered HTTP {response.status_code}: {response.text[:200]}"
-            )
+            raise TargetError(f"{method} {origin}{path} answered HTTP {response.status_code}: {response.text[:200]}")
         return response.json() if response.content else None
+
+
+def _origin_of(handle: SessionHandle) -> str:
+    """The origin of the server that holds the session (its FHIR base is ORIGIN/sessions/ID/fhir)."""
+    return handle.fhir_base_url.rsplit("/sessions/", 1)[0]
 
 
 def apply_setup(client: FhirClient, setup: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -58,19 +58,31 @@ class Repository:
     # -- sessions -------------------------------------------------------------------------------------------
 
     def create_session(
-        self, session_id: str | None = None, now: datetime | None = None, label: str | None = None
+        self,
+        session_id: str | None = None,
+        now: datetime | None = None,
+        label: str | None = None,
+        copy_of: str | None = None,
     ) -> SessionInfo:
-        """Create an empty overlay; costs one row whatever the population's size."""
+        """Create an empty overlay (one row whatever the population's size), or with ``copy_of``, one that starts
+        with a copy of that session's resources, versions and index rows (not its write log): the trials of a
+        scenario start from one prepared session instead of each writing the same setup."""
         session_id = session_id or uuid.uuid4().hex
         if not _valid_id(session_id):
             raise BadRequest(f"session id {session_id!r} must be 1-64 letters, digits, '-' or '.'")
         if now is not None and now.tzinfo is None:
             raise BadRequest("a session's now must carry a time zone offset")
+        if copy_of in (BASE_SESSION, DEFAULT_SESSION):
+            raise BadRequest("copy_of names a session created through /sessions, not the shared default")
         info = SessionInfo(session_id, now, datetime.now(UTC), label)
         with self._write_lock, self.engine.begin() as conn:
+            if copy_of is not None and self._load_session(conn, copy_of) is None:
+                raise NotFound(f"no session {copy_of!r} to copy")
             if self._load_session(conn, session_id) is not None:
                 raise Conflict(f"session {session_id!r} already exists")
             self._insert_session(conn, info)
+            if copy_of is not None:
+                _copy_rows(conn, copy_of, session_id)
         return info
 
     def delete_session(self, session_id: str) -> None:
@@ -237,6 +249,18 @@ class Repository:
         """Refresh the planner's statistics (after a bulk load)."""
         with self.engine.begin() as conn:
             conn.execute(text("ANALYZE"))
+
+
+def _copy_rows(conn: Connection, source: str, target: str) -> None:
+    """Copy ``source``'s own rows (resources, versions, index rows) to the session ``target``."""
+    mark = _param(conn)
+    for table in (resources, history, *INDEX_TABLES.values()):
+        names = [column.name for column in table.columns]
+        selected = ", ".join(mark if name == "session" else name for name in names)
+        conn.exec_driver_sql(
+            f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {selected} FROM {table.name} WHERE session = {mark}",
+            (target, source),
+        )
 
 
 def _param(conn: Connection) -> str:
