@@ -15,6 +15,8 @@ Offline: a local server on an empty SQLite file; each scenario brings its patien
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -177,6 +179,7 @@ def run(
     with episode_client() as http, timing_episode_phases(phases):
         folder = RunFolder(workdir / label)
         folder.path.mkdir()  # episodes.jsonl only: no manifest needed to run a batch
+        cpu_before = own_cpu(), servers_cpu(server)
         started = time.perf_counter()
         results = run_batch(
             scenarios,
@@ -190,7 +193,26 @@ def run(
             infra_retries=0,
         )
         wall = time.perf_counter() - started
+        phases.add("CPU: this process (runner)", own_cpu() - cpu_before[0])
+        phases.add("CPU: server processes", servers_cpu(server) - cpu_before[1])
     return wall, results, phases
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def servers_cpu(server: LocalServer | ServerProcesses) -> float:
+    """CPU seconds the server processes have used (Linux /proc; 0 for a server thread, counted as ours)."""
+    total = 0.0
+    for process in server.servers if isinstance(server, ServerProcesses) else ():
+        assert process.process is not None
+        stat = Path(f"/proc/{process.process.pid}/stat")
+        if stat.exists():
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def serving(database: str, how: str, count: int) -> LocalServer | ServerProcesses:
@@ -275,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     console.print(table)
 
-    phases_table = Table(title="harness time per episode by phase (mean ms)", title_justify="left")
+    phases_table = Table(
+        title="harness time per episode by phase (mean ms; the CPU rows: CPU ms per episode)", title_justify="left"
+    )
     phases_table.add_column("phase")
     for name, *_ in measured:
         phases_table.add_column(name, justify="right")
@@ -293,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             "session delete": spent["session delete"],
         }
         rest = total - sum(v for v in known.values() if v is not None)
-        for phase, seconds in [*known.items(), ("agent + model framework, rest", rest), ("total", total)]:
+        cpu = [(name, spent[name]) for name in ("CPU: this process (runner)", "CPU: server processes")]
+        for phase, seconds in [*known.items(), ("agent + model framework, rest", rest), ("total", total), *cpu]:
             rows[phase].append("-" if seconds is None else f"{1000 * seconds / count:.1f}")
     for phase, cells in rows.items():
         phases_table.add_row(phase, *cells)
