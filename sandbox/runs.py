@@ -105,7 +105,7 @@ class RunFolder:
         return {(r.scenario_id, r.trial) for r in self.episodes() if r.termination != Termination.INFRASTRUCTURE_ERROR}
 
     def append(self, result: EpisodeResult) -> None:
-        line = orjson.dumps(result.model_dump(mode="json")) + b"\n"
+        line = result.model_dump_json().encode() + b"\n"  # pydantic serialises in Rust: faster than model_dump
         with open(self.episodes_path, "ab") as handle:
             _repair_tail(handle, self.episodes_path)
             handle.write(line)
@@ -114,7 +114,7 @@ class RunFolder:
 
     def rewrite(self, results: Iterable[EpisodeResult]) -> None:
         """Replace the stored episodes (after a regrade), atomically."""
-        data = b"".join(orjson.dumps(r.model_dump(mode="json")) + b"\n" for r in results)
+        data = b"".join(r.model_dump_json().encode() + b"\n" for r in results)
         _write_atomic(self.episodes_path, data)
 
 
