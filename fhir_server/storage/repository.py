@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, literal, select, text, update
 
 from .. import jsonio
 from ..errors import BadRequest, Conflict, Gone, InvalidResource, MethodNotAllowed, NotFound, PreconditionFailed
@@ -127,17 +127,18 @@ class Repository:
         return [_session_from_row(row) for row in rows]
 
     def _load_session(self, conn: Connection, session_id: str) -> SessionInfo | None:
-        row = conn.execute(select(sessions).where(sessions.c.id == session_id)).first()
+        row = conn.execute(_SESSION, {"session_id": session_id}).first()
         return _session_from_row(row) if row else None
 
     def _insert_session(self, conn: Connection, info: SessionInfo) -> None:
         conn.execute(
-            insert(sessions).values(
-                id=info.id,
-                now=info.now.isoformat() if info.now else None,
-                created=info.created.isoformat(),
-                label=info.label,
-            )
+            _INSERT_SESSION,
+            {
+                "id": info.id,
+                "now": info.now.isoformat() if info.now else None,
+                "created": info.created.isoformat(),
+                "label": info.label,
+            },
         )
         self._sessions[info.id] = info
 
@@ -197,7 +198,7 @@ class Repository:
         """Every create, update and delete in ``session``, in order, with its request."""
         self.session(session)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(write_log).where(write_log.c.session == session).order_by(write_log.c.seq))
+            rows = conn.execute(_WRITE_LOG, {"session": session})
             return [
                 WriteLogEntry(
                     row.seq,
@@ -396,54 +397,69 @@ class Unit:
         }
         conn = self.conn
         if current is not None and current.session == self.session:
-            conn.execute(
-                insert(history).values(
-                    type=resource_type,
-                    session=self.session,
-                    id=resource_id,
-                    version=current.version,
-                    last_updated=current.last_updated,
-                    deleted=current.deleted,
-                    method=current.method,
-                    content=current.content,
-                )
-            )
-            conn.execute(
-                update(resources)
-                .where(
-                    resources.c.type == resource_type,
-                    resources.c.session == self.session,
-                    resources.c.id == resource_id,
-                )
-                .values(**row)
-            )
-            for table in INDEX_TABLES.values():
-                conn.execute(
-                    delete(table).where(
-                        table.c.session == self.session, table.c.type == resource_type, table.c.id == resource_id
-                    )
-                )
+            replaced = {
+                "type": resource_type,
+                "session": self.session,
+                "id": resource_id,
+                "version": current.version,
+                "last_updated": current.last_updated,
+                "deleted": current.deleted,
+                "method": current.method,
+                "content": current.content,
+            }
+            conn.execute(_INSERT_HISTORY, replaced)
+            key = {"key_type": resource_type, "key_session": self.session, "key_id": resource_id}
+            conn.execute(_UPDATE_RESOURCE, row | key)
+            for statement in _DELETE_INDEX_ROWS:
+                conn.execute(statement, key)
         else:
-            conn.execute(insert(resources).values(**row))
+            conn.execute(_INSERT_RESOURCE, row)
         if resource is not None:
             for kind, rows in self.repository.indexer.rows(self.session, resource, self.base_url).items():
                 insert_many(conn, INDEX_TABLES[kind], rows)
         if self.session == BASE_SESSION:  # loading the population is not an episode's write
             return Stored(resource_type, resource_id, version, moment, resource is None, content, method)
-        conn.execute(
-            insert(write_log).values(
-                session=self.session,
-                at=moment,
-                method=method,
-                url=url,
-                type=resource_type,
-                id=resource_id,
-                version=version,
-                status=status,
-                request=jsonio.dumps(request) if request is not None else None,
-            )
-        )
+        logged = {
+            "session": self.session,
+            "at": moment,
+            "method": method,
+            "url": url,
+            "type": resource_type,
+            "id": resource_id,
+            "version": version,
+            "status": status,
+            "request": jsonio.dumps(request) if request is not None else None,
+        }
+        conn.execute(_INSERT_WRITE_LOG, logged)
         return Stored(resource_type, resource_id, version, moment, resource is None, content, method)
+
+
+# Statements built once: SQLAlchemy caches their compiled SQL, while building a statement per call cost more than
+# running it (a read's lookup of the current version, each write's inserts)
+_SESSION = select(sessions).where(sessions.c.id == bindparam("session_id"))
+_INSERT_SESSION = insert(sessions)
+_WRITE_LOG = select(write_log).where(write_log.c.session == bindparam("session")).order_by(write_log.c.seq)
+_CURRENT = select(resources).where(
+    resources.c.type == bindparam("type"),
+    resources.c.id == bindparam("id"),
+    resources.c.session.in_([literal(BASE_SESSION), bindparam("session")]),
+)
+_INSERT_RESOURCE = insert(resources)
+_INSERT_HISTORY = insert(history)
+_INSERT_WRITE_LOG = insert(write_log)
+_UPDATE_RESOURCE = update(resources).where(
+    resources.c.type == bindparam("key_type"),
+    resources.c.session == bindparam("key_session"),
+    resources.c.id == bindparam("key_id"),
+)
+_DELETE_INDEX_ROWS = [
+    delete(table).where(
+        table.c.session == bindparam("key_session"),
+        table.c.type == bindparam("key_type"),
+        table.c.id == bindparam("key_id"),
+    )
+    for table in INDEX_TABLES.values()
+]
 
 
 class _Current:
@@ -459,12 +475,7 @@ class _Current:
 
 
 def _current(conn: Connection, session: str, resource_type: str, resource_id: str) -> _Current | None:
-    sids = [BASE_SESSION] if session == BASE_SESSION else [BASE_SESSION, session]
-    rows = conn.execute(
-        select(resources).where(
-            resources.c.type == resource_type, resources.c.id == resource_id, resources.c.session.in_(sids)
-        )
-    ).all()
+    rows = conn.execute(_CURRENT, {"type": resource_type, "id": resource_id, "session": session}).all()
     if not rows:
         return None
     own = [r for r in rows if r.session == session]
