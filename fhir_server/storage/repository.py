@@ -17,6 +17,7 @@ from itertools import islice
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, literal, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 from .. import jsonio
 from ..errors import BadRequest, Conflict, Gone, InvalidResource, MethodNotAllowed, NotFound, PreconditionFailed
@@ -51,9 +52,12 @@ class Repository:
         self._write_lock = threading.RLock()
         # the base population is a session too, for loaders; it has no row and cannot be created or deleted
         self._sessions: dict[str, SessionInfo] = {BASE_SESSION: SessionInfo(BASE_SESSION, None, datetime.now(UTC))}
-        with self.engine.begin() as conn:
-            if self._load_session(conn, DEFAULT_SESSION) is None:
-                self._insert_session(conn, SessionInfo(DEFAULT_SESSION, None, datetime.now(UTC), "shared default"))
+        try:
+            with self.engine.begin() as conn:
+                if self._load_session(conn, DEFAULT_SESSION) is None:
+                    self._insert_session(conn, SessionInfo(DEFAULT_SESSION, None, datetime.now(UTC), "shared default"))
+        except IntegrityError:  # another server process on the same file, starting at the same time, made it
+            self._sessions.pop(DEFAULT_SESSION, None)
 
     # -- sessions -------------------------------------------------------------------------------------------
 
