@@ -1,12 +1,18 @@
 """Compile a ``SearchRequest`` to SQL and run it: filters as (session, id) IN index subqueries, the
 session overlay as one anti-join, sort keys as correlated aggregates, count+1 rows to know if there is a next
 page, then the ``_include``/``_revinclude`` resources for that page.
+
+Building the SQLAlchemy expression of a search costs more than running it, so a search is compiled once per
+shape (the resource type, the parameters, modifiers, sort, and each value's form: ``system|code`` or ``code``, a
+date's prefix...) with every value that varies (the session, the patient, each value's bound parameters) as a
+named bound parameter, which later searches of that shape fill in from their own request.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from sqlalchemy import (
@@ -14,6 +20,7 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
+    bindparam,
     exists,
     false,
     func,
@@ -22,11 +29,14 @@ from sqlalchemy import (
     select,
     tuple_,
 )
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.visitors import iterate, replacement_traverse
 
-from ..searchparams import SearchParamRegistry
+from ..searchparams import SearchParam, SearchParamRegistry
 from ..storage.schema import BASE_SESSION, idx_reference, resources
 from .date import instant_clause
 from .kinds import PARAM_TYPES
+from .reference import parse_reference
 from .request import Filter, HasFilter, Include, SearchRequest
 from .text import unescape
 from .types import SearchContext
@@ -74,17 +84,33 @@ def _alias(table: Any, number: int) -> Any:
 
 
 def visible(
-    resource_type: str | None, session: str, table: Any = resources, aliases: _Aliases | None = None
+    resource_type: str | None,
+    session: str,
+    table: Any = resources,
+    aliases: _Aliases | None = None,
+    binds: tuple[Any, Any] | None = None,
 ) -> ColumnElement[bool]:
-    """Rows of ``table`` (an alias of resources) that ``session`` sees: its own, else the base's."""
+    """Rows of ``table`` (an alias of resources) that ``session`` sees: its own, else the base's. ``binds``
+    stand for the session's list of sessions and its id (bound parameters of a compiled shape)."""
+    sessions, own_session = binds or (sessions_of(session), session)
     r = table.c
-    condition = and_(r.session.in_(sessions_of(session)), r.deleted == false())
+    condition = and_(r.session.in_(sessions), r.deleted == false())
     if resource_type is not None:
         condition = and_(r.type == resource_type, condition)
     if session != BASE_SESSION:
         own = aliases(resources) if aliases is not None else resources.alias("own")
-        shadowed = exists(select(own.c.id).where(own.c.type == r.type, own.c.session == session, own.c.id == r.id))
-        condition = and_(condition, or_(r.session == session, not_(shadowed)))
+        shadowed = exists(select(own.c.id).where(own.c.type == r.type, own.c.session == own_session, own.c.id == r.id))
+        condition = and_(condition, or_(r.session == own_session, not_(shadowed)))
+    return condition
+
+
+def _rows_of(table: Any, param: SearchParam) -> ColumnElement[bool]:
+    """Index rows (of an alias ``table``) that hold ``param``'s values: its own, or those of the parameters it
+    derives from (a union of them, or their references to one type), as it is not stored twice."""
+    stored = param.stored_as
+    condition = table.c.param == stored[0] if len(stored) == 1 else table.c.param.in_(stored)
+    if param.stored_target is not None:
+        condition = and_(condition, table.c.target_type == param.stored_target)
     return condition
 
 
@@ -100,19 +126,75 @@ def _current_index_rows(table: Any, session: str) -> ColumnElement[bool]:
     return condition
 
 
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """One search of a compiled shape: where its bound parameters take their values from."""
+
+    request: SearchRequest
+    session: str
+    patient: str | None
+    ctx: SearchContext
+
+
+Getter = Callable[[_Run], Any]
+
+
 class _Compiler:
-    def __init__(self, registry: SearchParamRegistry, session: str, ctx: SearchContext):
+    """Builds the SQL of one search shape. Every value that varies between searches of the shape is a named bound
+    parameter, with in ``params`` how a search's value for it is found; ``values`` finds a filter's list of
+    values in any request of the shape (by the identity of the list in the request compiled)."""
+
+    def __init__(
+        self,
+        registry: SearchParamRegistry,
+        session: str,
+        ctx: SearchContext,
+        values: dict[int, Callable[[SearchRequest], list[str]]],
+    ):
         self.registry = registry
         self.session = session
         self.ctx = ctx
         self.aliases = _Aliases()
+        self.values = values
+        self.params: dict[str, Getter] = {}
+        sessions = self.bind(sessions_of(session), lambda run: sessions_of(run.session), expanding=True)
+        own = self.bind(session, lambda run: run.session) if session != BASE_SESSION else session
+        self.sessions = (sessions, own)
+
+    def bind(self, value: Any, getter: Getter, expanding: bool = False, type_: Any = None) -> BindParameter[Any]:
+        name = f"p{len(self.params)}"
+        self.params[name] = getter
+        return bindparam(name, value, type_=type_, expanding=expanding)
+
+    def value_clause(
+        self, kind: str, values: list[str], index: int, modifier: str | None, ctx: SearchContext, table: Any
+    ) -> Any:
+        """The condition of ``values[index]`` (a ``kind`` value) on ``table``, its bound values named."""
+        clause = _value_clause(kind, values[index], modifier, ctx, table)
+        found = self.values[id(values)]
+        targets = ctx.targets
+
+        def getter(position: int) -> Getter:
+            def value(run: _Run) -> Any:
+                text = found(run.request)[index]
+                return _bound_values(kind, text, modifier, replace(run.ctx, targets=targets))[1][position]
+
+            return value
+
+        named = {id(b): self.bind(b.value, getter(i), type_=b.type) for i, b in enumerate(_binds(clause))}
+
+        def rename(element: Any, **kw: Any) -> Any:
+            return named.get(id(element))
+
+        return replacement_traverse(clause, {}, rename)
 
     def where(
-        self, r: Any, resource_type: str, request: SearchRequest | None, patient: str | None, lead: Filter | None = None
+        self, r: Any, resource_type: str, request: SearchRequest | None, patient: Any, lead: Filter | None = None
     ) -> Any:
-        """The conditions on ``r``. ``lead`` is the filter that names ``patient``: when other filters narrow
-        the search, it is checked per candidate (a probe) instead of listing all of that patient's rows."""
-        conditions: list[Any] = [visible(resource_type, self.session, r, self.aliases)]
+        """The conditions on ``r``. ``lead`` is the filter that names ``patient`` (a bound parameter): when other
+        filters narrow the search, it is checked per candidate (a probe) instead of listing all of that patient's
+        rows."""
+        conditions: list[Any] = [visible(resource_type, self.session, r, self.aliases, self.sessions)]
         if request is not None:
             # one filter drives (its index rows are listed); the others are probed per candidate, which costs far
             # less than listing, say, every vital sign of a patient to intersect with the last day's
@@ -123,36 +205,31 @@ class _Compiler:
                 conditions.append(self.has(r, resource_type, h))
             if request.compartment_patient is not None:
                 probe = driver is not None
-                conditions.append(self.compartment(r, resource_type, request.compartment_patient, probe))
+                assert patient is not None  # the compartment's patient is the search's (patient_hint)
+                conditions.append(self.compartment(r, resource_type, patient, probe))
         return and_(*conditions)
 
     def index_rows(
-        self, resource_type: str, f: Filter, patient: str | None, values: bool = True, of: Any = None
+        self, resource_type: str, f: Filter, patient: Any, values: bool = True, of: Any = None
     ) -> Select[Any]:
         """SELECT session, id of the index rows that match ``f``; with ``of`` (a resources alias), only that
         resource's rows (a correlated probe)."""
         kind = PARAM_TYPES[f.param.type]
         t = self.aliases(kind.table)
-        conditions = [t.c.type == resource_type, t.c.param == f.param.code, t.c.session.in_(sessions_of(self.session))]
+        param = _rows_of(t, f.param)
+        conditions = [t.c.type == resource_type, param, t.c.session.in_(self.sessions[0])]
         if of is not None:
-            conditions = [
-                t.c.session == of.c.session,
-                t.c.type == of.c.type,
-                t.c.id == of.c.id,
-                t.c.param == f.param.code,
-            ]
+            conditions = [t.c.session == of.c.session, t.c.type == of.c.type, t.c.id == of.c.id, param]
         if patient is not None:
             conditions.append(t.c.patient == patient)
         if values:
             ctx = replace(self.ctx, targets=f.param.targets)
             modifier = None if f.modifier == "not" else f.modifier
-            clauses = [kind.clause(v, modifier, ctx, t) for v in f.values]
+            clauses = [self.value_clause(f.param.type, f.values, i, modifier, ctx, t) for i in range(len(f.values))]
             conditions.append(or_(*clauses))
         return select(t.c.session, t.c.id).where(*conditions)
 
-    def filter(
-        self, r: Any, resource_type: str, f: Filter, patient: str | None, probe: bool = False
-    ) -> ColumnElement[bool]:
+    def filter(self, r: Any, resource_type: str, f: Filter, patient: Any, probe: bool = False) -> ColumnElement[bool]:
         key = tuple_(r.c.session, r.c.id)
 
         def holds(values: bool = True) -> ColumnElement[bool]:
@@ -161,12 +238,20 @@ class _Compiler:
             return key.in_(self.index_rows(resource_type, f, patient, values))
 
         if f.param.code == "_id":  # not in the index tables: the id is the row's own key
-            ids = r.c.id.in_([unescape(v) for v in f.values])
+            found = self.values[id(f.values)]
+            listed = self.bind(
+                [unescape(v) for v in f.values],
+                lambda run: [unescape(v) for v in found(run.request)],
+                expanding=True,
+            )
+            ids = r.c.id.in_(listed)
             return not_(ids) if f.modifier == "not" else ids
         if f.param.code == "_lastUpdated":  # likewise: the row's own last_updated column
             if f.modifier == "missing":
                 return false() if f.values == ["true"] else r.c.last_updated.is_not(None)
-            return or_(*(instant_clause(r.c.last_updated, v, self.ctx) for v in f.values))
+            return or_(
+                *(self.value_clause(_LAST_UPDATED, f.values, i, None, self.ctx, r) for i in range(len(f.values)))
+            )
         if f.chained is not None:
             return key.in_(self.chain(resource_type, f, patient))
         if f.modifier == "missing":
@@ -176,7 +261,7 @@ class _Compiler:
             return not_(holds())
         return holds()
 
-    def chain(self, resource_type: str, f: Filter, patient: str | None) -> Select[Any]:
+    def chain(self, resource_type: str, f: Filter, patient: Any) -> Select[Any]:
         assert f.chained is not None
         ref = self.aliases(idx_reference)
         targets = []
@@ -190,8 +275,8 @@ class _Compiler:
             targets.append(tuple_(ref.c.target_type, ref.c.target_id).in_(matched))
         conditions = [
             ref.c.type == resource_type,
-            ref.c.param == f.param.code,
-            ref.c.session.in_(sessions_of(self.session)),
+            _rows_of(ref, f.param),
+            ref.c.session.in_(self.sessions[0]),
             ref.c.url.is_(None),
             or_(false(), *targets),
         ]
@@ -205,18 +290,18 @@ class _Compiler:
         sources = select(r2.c.session, r2.c.id).where(self.where(r2, h.source_type, _only(h.inner), None))
         referenced = select(ref.c.target_id).where(
             ref.c.type == h.source_type,
-            ref.c.param == h.reference.code,
-            ref.c.session.in_(sessions_of(self.session)),
+            _rows_of(ref, h.reference),
+            ref.c.session.in_(self.sessions[0]),
             ref.c.target_type == resource_type,
             ref.c.url.is_(None),
             tuple_(ref.c.session, ref.c.id).in_(sources),
         )
         return r.c.id.in_(referenced)
 
-    def compartment(self, r: Any, resource_type: str, patient_id: str, probe: bool = False) -> ColumnElement[bool]:
+    def compartment(self, r: Any, resource_type: str, patient_id: Any, probe: bool = False) -> ColumnElement[bool]:
         if resource_type == "Patient":
             return r.c.id == patient_id
-        params = self.registry.compartment.get(resource_type, ())
+        params = self.registry.compartment_stored.get(resource_type, ())
         if not params:
             return false()
         ref = self.aliases(idx_reference)
@@ -231,7 +316,7 @@ class _Compiler:
             correlated = [ref.c.session == r.c.session, ref.c.type == r.c.type, ref.c.id == r.c.id]
             return exists(select(ref.c.id).where(*correlated, *conditions))
         members = select(ref.c.session, ref.c.id).where(
-            ref.c.type == resource_type, ref.c.session.in_(sessions_of(self.session)), *conditions
+            ref.c.type == resource_type, ref.c.session.in_(self.sessions[0]), *conditions
         )
         return tuple_(r.c.session, r.c.id).in_(members)
 
@@ -248,7 +333,7 @@ class _Compiler:
                 t = self.aliases(kind.table)
                 column = (
                     select(kind.sort_key(t, key.descending))
-                    .where(t.c.session == r.c.session, t.c.type == r.c.type, t.c.id == r.c.id, t.c.param == key.code)
+                    .where(t.c.session == r.c.session, t.c.type == r.c.type, t.c.id == r.c.id, _rows_of(t, key.param))
                     .scalar_subquery()
                 )
             keys.append(column.desc().nulls_last() if key.descending else column.asc().nulls_last())
@@ -293,8 +378,10 @@ def patient_hint(request: SearchRequest, registry: SearchParamRegistry) -> tuple
         if f.param.code not in compartment_params:
             continue
         value = f.values[0]
-        if value.startswith("Patient/") and value.count("/") == 1:
-            return value.split("/", 1)[1], f
+        # only a well-formed Patient/id is a compartment's patient: "Patient/not an id!" is a URL reference
+        reference = parse_reference(value)
+        if reference.target_type == "Patient" and reference.url is None:
+            return reference.target_id, f
         if "/" not in value and ":" not in value and (f.modifier == "Patient" or f.param.targets == ("Patient",)):
             return value, f
     return None, None
@@ -304,41 +391,183 @@ def execute_search(
     conn: Connection, registry: SearchParamRegistry, request: SearchRequest, session: str, ctx: SearchContext
 ) -> SearchResult:
     """Run ``request`` in ``session``: the page of matches, the total if asked, and the included resources."""
-    compiler = _Compiler(registry, session, ctx)
     patient, lead = patient_hint(request, registry)
-    r = compiler.aliases(resources)
-    where = compiler.where(r, request.resource_type, request, patient, lead)
+    shape = _compiled(registry, request, session, patient, lead, ctx)
+    run = _Run(request, session, patient, ctx)
+    params = {name: value(run) for name, value in shape.params.items()}
     if request.summary == "count":
-        return SearchResult(total=_count(conn, r, where), matches=[])
-    counted = request.total != "none"
-    # when a patient's search is narrowed by another filter the matches are few: the total rides along as a
-    # window count in the one query. A broad search counts in a query of its own instead, because a window
-    # would carry every match's content through the sort (a page query keeps only the top rows).
-    windowed = counted and patient is not None and len(request.filters) > 1
-    columns = [r.c.type, r.c.id, r.c.content, *([func.count().over().label("total")] if windowed else [])]
-    query = (
-        select(*columns)
-        .where(where)
-        .order_by(*compiler.order_by(r, request))
-        .limit(request.count + 1)
-        .offset(request.offset)
-    )
-    rows = conn.execute(query).all()
+        return SearchResult(total=int(conn.execute(shape.count, params).scalar_one()), matches=[])
+    page = {"limit": request.count + 1, "offset": request.offset}
+    rows = conn.execute(shape.page, params | page).all()
     has_next = len(rows) > request.count
     total = None
-    if windowed and rows:
+    if shape.windowed and rows:
         total = int(rows[0].total)
-    elif counted:
+    elif request.total != "none":
         # a last page tells the total by itself (most agent searches fit one page): count only when it cannot
         seen_all = not has_next and (rows or request.offset == 0)
-        total = request.offset + len(rows) if seen_all else _count(conn, r, where)
+        total = request.offset + len(rows) if seen_all else int(conn.execute(shape.count, params).scalar_one())
     matches = [Found(row.type, row.id, row.content) for row in rows[: request.count]]
     included = _includes(conn, registry, request.includes, matches, session) if request.includes else []
     return SearchResult(total=total, matches=matches, included=included, has_next=has_next)
 
 
-def _count(conn: Connection, r: Any, where: Any) -> int:
-    return int(conn.execute(select(func.count()).select_from(r).where(where)).scalar_one())
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """The queries of one search shape: the page (bound ``limit`` and ``offset``) and the count."""
+
+    page: Select[Any]
+    count: Select[Any]
+    params: dict[str, Getter]
+    windowed: bool
+
+
+_SHAPES: dict[Hashable, _Shape] = {}
+_MAX_SHAPES = 1024  # an agent mix has a few dozen; a client that varies its searches endlessly only recompiles
+
+
+def _compiled(
+    registry: SearchParamRegistry,
+    request: SearchRequest,
+    session: str,
+    patient: str | None,
+    lead: Filter | None,
+    ctx: SearchContext,
+) -> _Shape:
+    key = (
+        registry,
+        request.resource_type,
+        session == BASE_SESSION,
+        patient is None,
+        next((i for i, f in enumerate(request.filters) if f is lead), None),
+        tuple(_filter_shape(registry, f, ctx) for f in request.filters),
+        tuple((h.source_type, h.reference.code, _filter_shape(registry, h.inner, ctx)) for h in request.has),
+        request.compartment_patient is None,
+        tuple((sort.code, sort.descending) for sort in request.sort),
+        request.summary == "count",
+        request.total == "none",
+    )
+    shape = _SHAPES.get(key)
+    if shape is None:
+        if len(_SHAPES) >= _MAX_SHAPES:
+            _SHAPES.clear()
+        shape = _SHAPES[key] = _compile(registry, request, session, patient, lead, ctx)
+    return shape
+
+
+def _compile(
+    registry: SearchParamRegistry,
+    request: SearchRequest,
+    session: str,
+    patient: str | None,
+    lead: Filter | None,
+    ctx: SearchContext,
+) -> _Shape:
+    compiler = _Compiler(registry, session, ctx, _value_lists(request))
+    patient_bind = compiler.bind(patient, lambda run: run.patient) if patient is not None else None
+    r = compiler.aliases(resources)
+    where = compiler.where(r, request.resource_type, request, patient_bind, lead)
+    count = select(func.count()).select_from(r).where(where)
+    # when a patient's search is narrowed by another filter the matches are few: the total rides along as a
+    # window count in the one query. A broad search counts in a query of its own instead, because a window
+    # would carry every match's content through the sort (a page query keeps only the top rows).
+    windowed = request.total != "none" and patient is not None and len(request.filters) > 1
+    columns = [r.c.type, r.c.id, r.c.content, *([func.count().over().label("total")] if windowed else [])]
+    page = (
+        select(*columns)
+        .where(where)
+        .order_by(*compiler.order_by(r, request))
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+    return _Shape(page, count, compiler.params, windowed)
+
+
+def _value_lists(request: SearchRequest) -> dict[int, Callable[[SearchRequest], list[str]]]:
+    """Each list of values in ``request`` (by identity), and how to find the list in the same place of another
+    request of its shape."""
+    found: dict[int, Callable[[SearchRequest], list[str]]] = {}
+    for i, f in enumerate(request.filters):
+        found[id(f.values)] = partial(_filter_values, i)
+        if f.chained is not None:
+            found[id(f.chained.values)] = partial(_chained_values, i)
+    for i, h in enumerate(request.has):
+        found[id(h.inner.values)] = partial(_has_values, i)
+    return found
+
+
+def _filter_values(index: int, request: SearchRequest) -> list[str]:
+    return request.filters[index].values
+
+
+def _chained_values(index: int, request: SearchRequest) -> list[str]:
+    chained = request.filters[index].chained
+    assert chained is not None  # a request of the same shape
+    return chained.values
+
+
+def _has_values(index: int, request: SearchRequest) -> list[str]:
+    return request.has[index].inner.values
+
+
+def _filter_shape(registry: SearchParamRegistry, f: Filter, ctx: SearchContext) -> Hashable:
+    """What of ``f`` decides the SQL of its condition (the branches of ``_Compiler.filter``)."""
+    param = f.param
+    head = (param.resource_type, param.code, f.modifier)
+    if param.code == "_id":
+        return head
+    if f.chained is not None:
+        chained = f.chained
+        return (
+            *head,
+            tuple(
+                (target, _filter_shape(registry, Filter(inner, chained.modifier, chained.values), ctx))
+                for target in f.chain_types
+                if (inner := registry.get(target, chained.param.code)) is not None
+            ),
+        )
+    if f.modifier == "missing":
+        return (*head, tuple(f.values))
+    if param.code == "_lastUpdated":
+        return (*head, tuple(_bound_values(_LAST_UPDATED, v, None, ctx)[0] for v in f.values))
+    modifier = None if f.modifier == "not" else f.modifier
+    context = replace(ctx, targets=param.targets)
+    return (*head, tuple(_bound_values(param.type, v, modifier, context)[0] for v in f.values))
+
+
+_LAST_UPDATED = "_lastUpdated"  # the kind of the resource row's own last_updated column, an instant
+
+
+def _value_clause(kind: str, value: str, modifier: str | None, ctx: SearchContext, table: Any) -> Any:
+    if kind == _LAST_UPDATED:
+        return instant_clause(table.c.last_updated, value, ctx)
+    return PARAM_TYPES[kind].clause(value, modifier, ctx, table)
+
+
+def _binds(clause: Any) -> list[BindParameter[Any]]:
+    """The bound parameters of ``clause``, in an order that is the same for every clause of its structure."""
+    seen: dict[int, BindParameter[Any]] = {}
+    for element in iterate(clause):
+        if isinstance(element, BindParameter):
+            seen.setdefault(id(element), element)
+    return list(seen.values())
+
+
+def _bound_values(kind: str, value: str, modifier: str | None, ctx: SearchContext) -> tuple[Hashable, tuple[Any, ...]]:
+    """The structure of the condition one search value makes, and its bound values in ``_binds`` order."""
+    if not value.startswith("ap"):  # only an ``ap`` date reads the clock: other values' conditions are reused
+        ctx = replace(ctx, now_ms=None)
+    return _bound_values_cached(kind, value, modifier, ctx)
+
+
+@lru_cache(maxsize=4096)
+def _bound_values_cached(
+    kind: str, value: str, modifier: str | None, ctx: SearchContext
+) -> tuple[Hashable, tuple[Any, ...]]:
+    clause = _value_clause(kind, value, modifier, ctx, resources if kind == _LAST_UPDATED else PARAM_TYPES[kind].table)
+    key = clause._generate_cache_key()
+    assert key is not None  # every clause of the parameter types is cacheable
+    return key.key, tuple(b.value for b in _binds(clause))
 
 
 def fetch_current(conn: Connection, session: str, keys: set[tuple[str, str]]) -> list[Found]:
@@ -381,7 +610,9 @@ def _includes(
                     condition = and_(condition, ref.c.target_type == inc.target_type)
                 column_pair = (ref.c.target_type, ref.c.target_id)
             if inc.param is not None:
-                condition = and_(condition, ref.c.param == inc.param)
+                param = registry.get(inc.source_type, inc.param)
+                assert param is not None  # the parser checked it
+                condition = and_(condition, _rows_of(ref, param))
             query = (
                 select(*column_pair).where(condition, ref.c.url.is_(None), _current_index_rows(ref, session)).distinct()
             )

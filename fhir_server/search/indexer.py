@@ -18,7 +18,7 @@ __all__ = ["Indexer"]
 
 Extract = Callable[[list[Node]], list[IndexValue]]
 # a union part's path, and its key in the values one resource's parameters share (None when no other
-# parameter of the type has that part: e.g. Observation ``code`` and ``combo-code`` share ``Observation.code``)
+# parameter of the type has that part: e.g. Organization ``name`` and ``phonetic`` share ``Organization.name``)
 Parts = tuple[tuple[tuple[str, str] | None, PathFn], ...]
 # (parameter code, kind name, its parts, its extractor, whether its Patient references put the resource in that
 # patient's compartment): a flat plan per resource type keeps the hot loop lean
@@ -40,11 +40,13 @@ class Indexer:
     def _plan(self, resource_type: str) -> Plan:
         plan = self._plans.get(resource_type)
         if plan is None:
-            compartment = self.registry.compartment.get(resource_type, ())
+            compartment = self.registry.compartment_stored.get(resource_type, ())
             params = [
                 param
                 for code, param in self.registry.for_type(resource_type).items()
-                if code not in ("_id", "_lastUpdated")  # searched on the resource row's own columns
+                # _id and _lastUpdated are searched on the resource row's own columns; a parameter that is not
+                # stored is searched in the rows of those it derives from (``SearchParam.stored_as``)
+                if code not in ("_id", "_lastUpdated") and param.stored
             ]
             uses = Counter((text, param.type) for param in params for text, _ in param.path.parts)
             plan = [
