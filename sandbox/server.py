@@ -80,7 +80,10 @@ class ServerProcess:
         command = [str(script)] if script.exists() else [sys.executable, "-m", "fhir_sandbox.cli"]
         arguments = ["serve", "--port", str(self.port), "--database", self.database, "--keep-sessions"]
         self.process = subprocess.Popen(
-            [*command, *arguments, *self.serve_args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            [*command, *arguments, "--stop-at-stdin-eof", *self.serve_args],
+            stdin=subprocess.PIPE,  # never written: the server stops when it closes, as it does when we die
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
 
     def wait_ready(self) -> None:
@@ -107,8 +110,9 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        if self.process.stderr:
-            self.process.stderr.close()
+        for pipe in (self.process.stdin, self.process.stderr):
+            if pipe:
+                pipe.close()
 
 
 class ServerProcesses:

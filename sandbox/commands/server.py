@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -51,6 +55,9 @@ def serve(
     include_limit: Annotated[
         int | None, typer.Option(min=1, help="At most N _include/_revinclude resources per page (Microsoft: 100)")
     ] = None,
+    stop_at_stdin_eof: Annotated[
+        bool, typer.Option(hidden=True, help="Stop when stdin closes (a parent that dies closes it)")
+    ] = False,
 ) -> None:
     """Serve the FHIR R4 API at http://HOST:PORT/fhir (sessions at /sessions/{id}/fhir)."""
     import uvicorn
@@ -87,7 +94,20 @@ def serve(
         console.print(f"auth: {settings.auth}{where}", highlight=False)
     if stale:
         console.print(f"cleared {stale} session(s) left by an earlier run")
+    if stop_at_stdin_eof:
+        _stop_at_stdin_eof()
     uvicorn.run(app_, host=host, port=port, log_level=log_level)
+
+
+def _stop_at_stdin_eof() -> None:
+    """Stop (as on Ctrl-C) once stdin reaches its end: a run's server processes then go with the run, even one
+    killed with -9, whose end of the pipe the system closes."""
+
+    def watch() -> None:
+        sys.stdin.buffer.read()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
 
 
 _STATE_DIR_HELP = "Folder of MCP session states (default: the user cache dir's fhir-sandbox/mcp-sessions)"

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -34,3 +39,40 @@ def test_a_server_process_serves_the_file_and_keeps_the_sessions_others_have_the
             assert http.get(f"{second.url}/sessions/{session}").status_code == 200
             assert second.url.startswith("http://127.0.0.1:")
     assert second.process is not None and second.process.poll() is not None  # stopped on exit
+
+
+def test_server_processes_stop_when_the_run_that_started_them_is_killed(tmp_path: Path) -> None:
+    """A run killed with -9 leaves no server behind: each stops when its stdin pipe from the run closes."""
+    database = str(tmp_path / "db.sqlite")
+    script = (
+        "import sys, time\n"
+        "from fhir_sandbox.server import ServerProcesses\n"
+        f"servers = ServerProcesses({database!r}, 2).__enter__()\n"
+        "print(' '.join(str(s.process.pid) for s in servers.servers), flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert run.stdout is not None
+        pids = [int(pid) for pid in run.stdout.readline().split()]
+        assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait()
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in pids)
+    finally:
+        run.kill()
+        run.wait()
+        if run.stdout:
+            run.stdout.close()
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for a parent to reap it)."""
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "\nState:\tZ" not in status.read_text()
+    except FileNotFoundError:
+        return False
