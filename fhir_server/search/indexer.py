@@ -24,7 +24,7 @@ Parts = tuple[tuple[tuple[str, str] | None, PathFn], ...]
 # patient's compartment): a flat plan per resource type keeps the hot loop lean
 Plan = list[tuple[str, str, Parts, Extract, bool]]
 
-_MAX_SHAPES = 4096  # plans kept for resource shapes (type and top-level keys): a generated population has few
+_MAX_SHAPES = 4096  # plans kept for resource shapes (type, top-level and meta keys): a generated population has few
 _MAX_EXTRACTED = 100_000  # values kept by their JSON text: codes, references and times recur across resources
 
 
@@ -34,8 +34,9 @@ class Indexer:
     def __init__(self, registry: SearchParamRegistry):
         self.registry = registry
         self._plans: dict[str, Plan] = {}
-        self._shapes: dict[tuple[str, ...], Plan] = {}
-        self._extracted: dict[tuple[str, str | bytes], list[IndexValue]] = {}
+        self._shapes: dict[tuple[str | None, ...], Plan] = {}
+        # (kind, text) for a value, (kind, element, text) for a whole top-level element
+        self._extracted: dict[tuple[str | bytes, ...], list[IndexValue]] = {}
 
     def _plan(self, resource_type: str) -> Plan:
         plan = self._plans.get(resource_type)
@@ -67,8 +68,10 @@ class Indexer:
 
     def _shape_plan(self, resource_type: str, resource: dict[str, Any]) -> Plan:
         """The plan of ``resource_type`` cut to the parts that can reach something in a resource with the
-        top-level keys of ``resource``: most parameters read elements that most resources lack."""
-        shape = (resource_type, *resource)
+        top-level keys of ``resource`` and of its meta: most parameters read elements that most resources lack."""
+        meta = resource.get("meta")
+        # the keys of meta too: every stored resource has one, and most lack its profile, tag, security, source
+        shape = (resource_type, *resource, None, *meta) if type(meta) is dict else (resource_type, *resource)
         plan = self._shapes.get(shape)
         if plan is None:
             plan = []
@@ -76,7 +79,8 @@ class Indexer:
                 live = tuple(
                     (key, path)
                     for key, path in parts
-                    if path.requires is None or not path.requires.isdisjoint(resource)
+                    if (path.requires is None or not path.requires.isdisjoint(resource))
+                    and not (path.child is not None and path.child[0] == "meta" and _lacks(meta, path.child[1]))
                 )
                 if live:
                     plan.append((code, kind, live, extract, links_patient))
@@ -129,36 +133,56 @@ class Indexer:
         """The index values ``path`` reaches in ``resource``; None when it met a shape it did not expect.
 
         Each value reached is extracted once per distinct JSON text (an extractor reads only the JSON): a
-        population repeats its codes, references and times across thousands of resources."""
+        population repeats its codes, references and times across thousands of resources. The values may be
+        the cached list itself: not to be changed."""
         try:
             if path.key is not None and path.key in resource:  # one top-level element: no path to walk
                 value = resource[path.key]
-                items = value if isinstance(value, list) else [value]
-            elif path.child is not None and _lacks(resource.get(path.child[0]), path.child[1]):
-                return []  # e.g. meta.profile, on the meta of most resources
-            else:
-                items = [node.value for node in path.evaluate(resource)]
-            values: list[IndexValue] = []
-            for item in items:
-                try:
-                    text = item if type(item) is str else orjson.dumps(item)
-                except TypeError:  # not JSON (a decimal...): extracted as it is
-                    values += extract([Node(item)])
-                    continue
-                if type(text) is bytes and b"null" in text:  # NaN and infinities are null in JSON text too
-                    values += extract([Node(item)])
-                    continue
-                got = self._extracted.get((kind, text))
+                # the whole element's values by its text too: one look-up for all its items
+                text = _text(value)
+                got = self._extracted.get((kind, path.key, text)) if text is not None else None
                 if got is None:
-                    got = extract([Node(item)])
-                    if len(self._extracted) >= _MAX_EXTRACTED:
-                        self._extracted.clear()
-                    self._extracted[kind, text] = got
-                values += got
-            return values
+                    got = self._extract_each(value if isinstance(value, list) else [value], kind, extract)
+                    if text is not None:
+                        self._remember((kind, path.key, text), got)
+                return got
+            if path.child is not None and _lacks(resource.get(path.child[0]), path.child[1]):
+                return []  # e.g. hospitalization.specialArrangement, on most hospitalizations
+            return self._extract_each([node.value for node in path.evaluate(resource)], kind, extract)
         except (TypeError, AttributeError, KeyError, ValueError):
             return None
 
+    def _extract_each(self, items: list[Any], kind: str, extract: Extract) -> list[IndexValue]:
+        values: list[IndexValue] = []
+        for item in items:
+            text = _text(item)
+            if text is None:
+                values += extract([Node(item)])
+                continue
+            got = self._extracted.get((kind, text))
+            if got is None:
+                got = self._remember((kind, text), extract([Node(item)]))
+            values += got
+        return values
 
-def _lacks(parent: Any, key: str) -> bool:
-    return isinstance(parent, dict) and key not in parent
+    def _remember(self, key: tuple[str | bytes, ...], values: list[IndexValue]) -> list[IndexValue]:
+        if type(key[-1]) is bytes and b"null" in key[-1]:  # NaN and infinities are null in JSON text too
+            return values  # so such a text is not cached (checked here, not at each look-up: the scan costs more)
+        if len(self._extracted) >= _MAX_EXTRACTED:
+            self._extracted.clear()
+        self._extracted[key] = values
+        return values
+
+
+def _text(value: Any) -> str | bytes | None:
+    """The JSON text by which ``value``'s index values are cached; None when it is not JSON (a decimal...)."""
+    if type(value) is str:
+        return value
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return None
+
+
+def _lacks(parent: Any, keys: frozenset[str]) -> bool:
+    return isinstance(parent, dict) and keys.isdisjoint(parent)

@@ -39,8 +39,9 @@ class PathFn:
     several expressions (``code``, ``combo-code``) can evaluate a part they share once: a union reaches the
     nodes its parts reach, in order. ``key`` is set when the path is one top-level element (``Observation.code``):
     on a resource that has that key, the path reaches its value (each item, when a list) and nothing else.
-    ``child`` is set when it starts with two plain elements (``meta.profile``): a resource whose first element
-    is an object without the second reaches nothing."""
+    ``child`` is set when it starts with two elements, the first no choice element (``meta.profile``): it holds
+    the first and the keys the second can take (``meta.source`` is also ``sourceUri``...), and a resource whose
+    first element is an object with none of them reaches nothing."""
 
     __slots__ = ("child", "evaluate", "key", "parts", "requires")
 
@@ -51,7 +52,7 @@ class PathFn:
         text: str = "",
         parts: tuple[tuple[str, PathFn], ...] = (),
         key: str | None = None,
-        child: tuple[str, str] | None = None,
+        child: tuple[str, frozenset[str]] | None = None,
     ):
         self.evaluate = evaluate
         self.requires = requires
@@ -191,8 +192,11 @@ def _compile_part(part: str) -> PathFn:
         return nodes
 
     whole = len(tokens) == 1 and (tokens[0][0] == "key" or (tokens[0][0] == "field" and tokens[0][2] is None))
-    plain = [t[1] for t in tokens[:2] if t[0] == "field" and t[1] not in _choice_keys()]
-    child = (plain[0], plain[1]) if len(plain) == 2 and tokens[0][2] is None else None
+    child = None
+    if len(tokens) > 1 and tokens[0][0] == tokens[1][0] == "field" and tokens[0][2] is None:
+        name = tokens[1][1]
+        if tokens[0][1] not in _choice_keys():
+            child = (tokens[0][1], frozenset({name, *(key for key, _ in _choice_keys().get(name, ()))}))
     return PathFn(evaluate, _required_keys(tokens), original, key=tokens[0][1] if whole else None, child=child)
 
 
