@@ -95,7 +95,7 @@ def run(
     serving = (
         LocalServer(ServerSettings(database=database))
         if in_process
-        else ServerProcesses(database, server_processes(request.concurrency))
+        else ServerProcesses(database, _server_processes(request.concurrency))
     )
     with serving as server, episode_client() as http:
         run_batch(
@@ -191,7 +191,7 @@ def compare(path_a: Path, path_b: Path) -> Comparison:
     return compare_runs(latest(RunFolder(path_a).episodes()), latest(RunFolder(path_b).episodes()))
 
 
-def server_processes(concurrency: int) -> int:
+def _server_processes(concurrency: int) -> int:
     """Server processes for ``concurrency`` episodes at once: one Python process serves about a core's worth of
     requests, which 32 episodes of a fast model keep busy (benchmarks.concurrency)."""
     return max(1, min(os.cpu_count() or 1, math.ceil(concurrency / 32)))

@@ -114,6 +114,21 @@ def test_stats_of_a_run(reference_run: RunFolder) -> None:
     assert stats.terminations == {"finished": 8} and stats.infrastructure_errors == 0
 
 
+def test_many_episodes_at_once_run_on_server_processes_with_the_same_results(
+    reference_run: RunFolder, suite: Path, database: str, tmp_path: Path
+) -> None:
+    """Above 4 at once the run serves from processes of its own (two for 40 at once, on a machine with two
+    cores), and the trials start from copies of one prepared session: the scores are those of the threaded run."""
+    from fhir_sandbox.stats import run_stats
+
+    folder, stats = api.run(request_for(suite, database, tmp_path / "many", trials=2, concurrency=40))
+    threaded = run_stats(latest(reference_run.episodes()))
+    assert (stats.overall.passed, stats.overall.n) == (threaded.overall.passed, threaded.overall.n) == (6, 8)
+    assert stats.terminations == {"finished": 8}
+    scores = {(e.scenario_id, e.trial): e.score for e in latest(folder.episodes())}
+    assert scores == {(e.scenario_id, e.trial): e.score for e in latest(reference_run.episodes())}
+
+
 def test_an_existing_run_folder_needs_resume(reference_run: RunFolder, suite: Path, database: str) -> None:
     with pytest.raises(FileExistsError, match="--resume"):
         api.run(request_for(suite, database, reference_run.path, trials=2))
