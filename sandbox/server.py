@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from .fhir_server import Repository, ServerSettings, create_app
+from .fhir_server import Repository, ServerSettings, create_app, make_engine
 
 __all__ = ["LocalServer", "ServerProcess", "ServerProcesses"]
 
@@ -121,11 +121,14 @@ class ServerProcesses:
     Python process serves about one core's worth; many episodes at once need more. A context manager."""
 
     def __init__(self, database: str, count: int, serve_args: Sequence[str] = ()):
+        self.database = database
         self.servers = [ServerProcess(database, serve_args=serve_args) for _ in range(max(1, count))]
         self.urls = [server.url for server in self.servers]
         self.url = self.urls[0]
 
     def __enter__(self) -> ServerProcesses:
+        # the schema first, here: servers starting at once on a new file would race to create its tables
+        make_engine(self.database).dispose()
         try:
             for server in self.servers:  # all start at once: each takes a second or two to import and bind
                 server.start()
