@@ -184,7 +184,7 @@ def run(
         results = run_batch(
             scenarios,
             factory(delay),
-            TimedTarget(server_urls(server), http, phases),
+            TimedTarget(server.urls, http, phases),
             http,
             folder,
             trials=trials,
@@ -218,10 +218,6 @@ def servers_cpu(server: LocalServer | ServerProcesses) -> float:
 def serving(database: str, how: str, count: int) -> LocalServer | ServerProcesses:
     """LocalServer (a thread here, sharing this process's GIL with the episodes) or ``count`` server processes."""
     return LocalServer(ServerSettings(database=database)) if how == "thread" else ServerProcesses(database, count)
-
-
-def server_urls(server: LocalServer | ServerProcesses) -> list[str]:
-    return server.urls if isinstance(server, ServerProcesses) else [server.url]
 
 
 def percentile(values: list[float], q: float) -> float:

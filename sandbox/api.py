@@ -101,7 +101,7 @@ def run(
         run_batch(
             scenarios,
             make_agent,
-            LocalTarget(server.urls if isinstance(server, ServerProcesses) else server.url, http),
+            LocalTarget(server.urls, http),
             http,
             folder,
             trials=request.trials,

@@ -36,6 +36,7 @@ class LocalServer:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="fhir-server", daemon=True)
         self.url = f"http://127.0.0.1:{self.port}"
+        self.urls = [self.url]  # as ServerProcesses: the origins to spread sessions over
 
     @property
     def repository(self) -> Repository:
