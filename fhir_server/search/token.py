@@ -36,7 +36,11 @@ def _token_rows(value: Any) -> list[IndexValue]:
     if "coding" in value or ("text" in value and "value" not in value):  # CodeableConcept
         rows = [_row(c.get("code"), c.get("system"), c.get("display")) for c in value.get("coding") or []]
         if isinstance(value.get("text"), str):
-            rows.append(_row(None, None, value["text"]))
+            text = _row(None, None, value["text"])
+            # :text finds the resource by a coding's display already when the text is the same (as it usually
+            # is): a row of its own would only add a fifth of the token index
+            if all(row[2] != text[2] for row in rows):
+                rows.append(text)
         return rows
     if "value" in value and ("use" in value or value.get("system") in _CONTACT_SYSTEMS):  # ContactPoint
         return [_row(value.get("value"), value.get("system"))]
