@@ -29,7 +29,7 @@ from ..searchparams import SearchParamRegistry
 from ..validation import validate_resource
 from .bulk import PreparedRows, insert_many, prepare_in_workers, prepare_rows, store_rows
 from .records import SessionInfo, Stored, WriteLogEntry, format_instant
-from .schema import BASE_SESSION, INDEX_TABLES, history, resources, sessions, write_log
+from .schema import BASE_SESSION, INDEX_TABLES, OWN_ROWS, history, resources, sessions, write_log
 
 __all__ = ["BASE_SESSION", "DEFAULT_SESSION", "Repository", "Unit"]
 
@@ -97,7 +97,9 @@ class Repository:
         with self._write_lock, self.engine.begin() as conn:
             # plain statements: SQLAlchemy's per-statement overhead was most of a small session's delete time
             for table in (resources, history, write_log, *INDEX_TABLES.values()):
-                conn.exec_driver_sql(f"DELETE FROM {table.name} WHERE session = {_param(conn)}", (session_id,))
+                conn.exec_driver_sql(
+                    f"DELETE FROM {table.name} WHERE session = {_param(conn)} AND {OWN_ROWS}", (session_id,)
+                )
             conn.execute(delete(sessions).where(sessions.c.id == session_id))
         self._sessions.pop(session_id, None)
 
@@ -107,8 +109,7 @@ class Repository:
         with self._write_lock, self.engine.begin() as conn:
             gone = len(conn.execute(select(sessions.c.id).where(sessions.c.id != DEFAULT_SESSION)).all())
             for table in (resources, history, write_log, *INDEX_TABLES.values()):
-                # "> ''" rather than "!= ''": a range the session-leading indexes serve
-                conn.execute(delete(table).where(table.c.session > BASE_SESSION))
+                conn.execute(delete(table).where(text(OWN_ROWS)))  # the words of the partial session indexes
             conn.execute(delete(sessions))
             self._sessions = {BASE_SESSION: self._sessions[BASE_SESSION]}
             self._insert_session(conn, SessionInfo(DEFAULT_SESSION, None, datetime.now(UTC), "shared default"))
@@ -264,7 +265,7 @@ def _copy_rows(conn: Connection, source: str, target: str) -> None:
         selected = ", ".join(mark if name == "session" else name for name in names)
         conn.exec_driver_sql(
             f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {selected} FROM {table.name}"
-            f"{_by_session_hint(conn, table)} WHERE session = {mark}",
+            f"{_by_session_hint(conn, table)} WHERE session = {mark} AND {OWN_ROWS}",
             (target, source),
         )
 

@@ -19,11 +19,16 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
-__all__ = ["BASE_SESSION", "INDEX_TABLES", "history", "metadata", "resources", "sessions", "write_log"]
+__all__ = ["BASE_SESSION", "INDEX_TABLES", "OWN_ROWS", "history", "metadata", "resources", "sessions", "write_log"]
 
 BASE_SESSION = ""
+
+# the rows of the sessions other than the base, in SQL: the condition of the index tables' partial session
+# indexes, which a statement can use only when its WHERE says this too, in these words (a bound value will not do)
+OWN_ROWS = "session > ''"
 
 metadata = MetaData()
 
@@ -97,9 +102,13 @@ def _index_table(name: str, *value_columns: Column, patient_key: str | None = No
         *value_columns,
     )
     first_value = value_columns[0].name
-    Index(f"{name}_by_resource", table.c.session, table.c.type, table.c.id, table.c.param)
+    # a resource's rows, led by its id: a key whose first column tells rows apart sorts in half the time of one
+    # led by the session, which is the same (the base) in nearly every row
+    Index(f"{name}_by_resource", table.c.id, table.c.type, table.c.session, table.c.param)
     Index(f"{name}_by_value", table.c.type, table.c.param, table.c[first_value], table.c.session)
     Index(f"{name}_by_patient", table.c.patient, table.c.type, table.c.param, table.c[patient_key or first_value])
+    # an episode's own rows, to delete or copy its session: partial, so the base population adds nothing to it
+    Index(f"{name}_by_session", table.c.session, sqlite_where=text(OWN_ROWS), postgresql_where=text(OWN_ROWS))
     return table
 
 
