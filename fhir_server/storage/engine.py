@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 
 from .schema import metadata
 
@@ -36,7 +36,23 @@ def make_engine(database: str | Path, *, bulk: bool = False) -> Engine:
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _bulk_pragmas if bulk else _sqlite_pragmas)
     metadata.create_all(engine)
+    _create_missing_indexes(engine)
     return engine
+
+
+def _create_missing_indexes(engine: Engine) -> None:
+    """Add the indexes a database made by an earlier version lacks (``create_all`` skips the tables it finds,
+    with their indexes): a population imported before the index tables had partial session indexes gets them
+    once, a scan of each table, instead of failing the statements that name them."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":  # one look at the schema table: the inspector's walk took 5 ms
+            present = set(conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index'").scalars())
+        else:
+            present = {index["name"] for found in inspect(conn).get_multi_indexes().values() for index in found}
+        for table in metadata.sorted_tables:
+            for index in table.indexes:
+                if index.name not in present:
+                    index.create(conn)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

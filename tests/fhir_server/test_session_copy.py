@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from conftest import SYNTHEA
 from fhir_sandbox.fhir_server import Repository, make_engine, registry
+from fhir_sandbox.fhir_server.storage.schema import INDEX_TABLES
 from sqlalchemy import Engine, event
 
 
@@ -81,3 +82,24 @@ def test_deleting_sessions_finds_their_rows_through_an_index(population: tuple[R
     assert len(deletes) >= 3 and len(resets) >= 3
     _assert_no_scan(repository.engine, [s for s in deletes + resets if not s[0].startswith("DELETE FROM sessions")])
     assert repository.read("", "Patient", patient["id"]).version == 1  # the base is untouched
+
+
+def test_a_file_from_before_the_partial_session_indexes_gets_them_when_opened(
+    population: tuple[Repository, Any], tmp_path: Path
+) -> None:
+    repository, patient = population
+    template = _session_with_a_write(repository, patient)
+    with repository.engine.begin() as conn:  # the index tables as they were: the session led the resource key
+        for table in INDEX_TABLES.values():
+            conn.exec_driver_sql(f"DROP INDEX {table.name}_by_session")
+            conn.exec_driver_sql(f"DROP INDEX {table.name}_by_resource")
+            conn.exec_driver_sql(f"CREATE INDEX {table.name}_by_resource ON {table.name} (session, type, id, param)")
+    repository.engine.dispose()
+
+    reopened = Repository(make_engine(tmp_path / "population.db"), registry())
+    with reopened.engine.connect() as conn:
+        names = set(conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index'").scalars())
+    assert {f"{table.name}_by_session" for table in INDEX_TABLES.values()} <= names
+    copy = reopened.create_session(copy_of=template)  # names the partial index: INDEXED BY
+    assert reopened.read(copy.id, "Patient", patient["id"]).version == 2
+    reopened.delete_session(copy.id)
