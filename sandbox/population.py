@@ -15,7 +15,15 @@ from sqlalchemy import Engine, func, select
 from .fhir_server import BASE_SESSION, make_engine
 from .fhir_server.jsonio import loads_stored
 from .fhir_server.storage.schema import resources
-from .fixtures import GENERATOR_VERSION, PopulationOptions, build_population, coverage, population_path
+from .fixtures import (
+    COVERAGE_TYPES,
+    GENERATOR_VERSION,
+    PatientCount,
+    PopulationOptions,
+    build_population,
+    coverage,
+    population_path,
+)
 
 __all__ = [
     "DEFAULT_POPULATION",
@@ -26,6 +34,7 @@ __all__ = [
     "generated_name",
     "open_population",
     "resolve_population",
+    "stored_coverage",
     "type_counts",
 ]
 
@@ -114,10 +123,15 @@ def type_counts(engine: Engine) -> dict[str, int]:
         return {row[0]: row[1] for row in conn.execute(query)}
 
 
+def stored_coverage(engine: Engine) -> list[PatientCount]:
+    """The coverage rows (``fixtures.coverage``) of the population stored in ``engine``, at the reference now."""
+    return coverage(_stored(engine, COVERAGE_TYPES), PopulationOptions().now)
+
+
 def coverage_table(engine: Engine) -> Table | None:
     """The key-lab coverage table of the population (what scenarios can rely on)."""
     now = PopulationOptions().now
-    rows = coverage(_stored(engine, ("Patient", "Observation", "MedicationRequest")), now)
+    rows = stored_coverage(engine)
     if not rows:
         return None
     table = Table(title=f"Coverage at {now.isoformat()} (patients per criterion)")
