@@ -18,6 +18,7 @@ from . import jsonio
 from .auth import install_auth
 from .errors import BadRequest, FhirError, MethodNotAllowed, NotFound, operation_outcome
 from .http import FHIR_JSON, build_request, error_response, render
+from .openapi_docs import document_fhir_routes
 from .searchparams import registry as default_registry
 from .service import FhirService
 from .settings import ServerSettings
@@ -72,6 +73,7 @@ def create_app(settings: ServerSettings | None = None, repository: Repository | 
     # plain Starlette routes: FastAPI's per-request parameter solving would cost more than serving a read does
     for path in _FHIR_PATHS:
         app.router.routes.append(Route(path, fhir_endpoint, methods=_METHODS, include_in_schema=False))
+    document_fhir_routes(app, fhir_endpoint)  # after them: only their description in /docs
 
     @app.post("/sessions", status_code=201, summary="Create a session (an episode's copy-on-write view)")
     async def create_session(request: Request, body: SessionCreate | None = None) -> Response:
